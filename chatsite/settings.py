@@ -1,0 +1,280 @@
+"""Django settings for Roomchat, read only from the environment (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+log = logging.getLogger("roomchat.settings")
+
+
+def env_str(name: str, default: str = "") -> str:
+    """The variable's value, or `default` when it is unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """`1/true/yes/on` or `0/false/no/off`; anything else is a configuration error."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 1 or 0, not {raw!r}")
+
+
+def env_number(name: str, default: float, *, minimum: float = 0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = env_number(name, default, minimum=minimum)
+    if value != int(value):
+        raise ImproperlyConfigured(f"{name} must be a whole number")
+    return int(value)
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# --- Django core -------------------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+HTTPS = env_bool("DJANGO_HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Health checks come from the router over plain HTTP inside the dyno network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "chatsite.rooms",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatsite.urls"
+ASGI_APPLICATION = "chatsite.asgi.application"
+# /healthz and /api/... answer exactly as written, so no slash-appending redirects.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "chatsite" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=0 if DEBUG else 60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (daphne workers, tests) may write at once: wait instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+WHITENOISE_MAX_AGE = 60 * 60 * 24 * 365  # hashed names: cache for a year
+
+# --- Redis and the channel layer ------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+# Keys of our shared state (locks, live text, stop flags, presence, rate limits) start with this.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "roomchat")
+# `pubsub` (default): one PUBLISH per frame, fanned out inside each process, no capacity drops,
+# subscriptions survive a Redis restart. `core`: channels_redis' list-based layer.
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
+
+
+def redis_connection_options(url: str) -> dict[str, Any]:
+    """Options for every Redis client we open (channel layer and shared state)."""
+    options: dict[str, Any] = {
+        # redis-py 8 defaults to a 5 s socket timeout, which kills idle blocking reads.
+        "socket_timeout": 15,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 10,
+    }
+    if url.startswith("rediss://"):
+        # Heroku Redis presents self-signed certificates; plain redis:// rejects this option.
+        options["ssl_cert_reqs"] = None
+    return options
+
+
+if REDIS_URL:
+    _host = {"address": REDIS_URL, **redis_connection_options(REDIS_URL)}
+    if REDIS_CHANNEL_LAYER == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                # A process's sockets share one inbox: size it for many tabs per process.
+                "CONFIG": {"hosts": [_host], "capacity": 5000, "prefix": REDIS_KEY_PREFIX},
+            }
+        }
+    elif REDIS_CHANNEL_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [_host], "prefix": REDIS_KEY_PREFIX},
+            }
+        }
+    else:
+        raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be pubsub or core")
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 5000},
+        }
+    }
+
+# --- The model -----------------------------------------------------------------------------
+
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
+INFERENCE_URL = env_str("INFERENCE_URL").rstrip("/")
+INFERENCE_KEY = env_str("INFERENCE_KEY")
+INFERENCE_MODEL_ID = env_str("INFERENCE_MODEL_ID")
+
+
+def _default_provider() -> str:
+    if ANTHROPIC_API_KEY:
+        return "anthropic"
+    if INFERENCE_URL and INFERENCE_KEY:
+        return "heroku"
+    return "demo"
+
+
+LLM_PROVIDER = env_str("LLM_PROVIDER", _default_provider())
+if LLM_PROVIDER not in {"anthropic", "heroku", "demo"}:
+    raise ImproperlyConfigured("LLM_PROVIDER must be anthropic, heroku or demo")
+if LLM_PROVIDER == "heroku" and not (INFERENCE_URL and INFERENCE_KEY and INFERENCE_MODEL_ID):
+    raise ImproperlyConfigured(
+        "LLM_PROVIDER=heroku needs INFERENCE_URL, INFERENCE_KEY and INFERENCE_MODEL_ID"
+    )
+ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-sonnet-5-5")
+LLM_ALLOWED_MODELS = env_list("LLM_ALLOWED_MODELS", "claude-sonnet-5-5,claude-haiku-5-5")
+LLM_SUMMARY_MODEL = env_str("LLM_SUMMARY_MODEL", "claude-haiku-5-5")
+LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 1024, minimum=1)
+LLM_CONTEXT_WINDOW = env_int("LLM_CONTEXT_WINDOW", 200_000, minimum=1000)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 4)
+LLM_STALL_TIMEOUT = env_number("LLM_STALL_TIMEOUT", 30, minimum=0.1)
+LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5, minimum=1)
+LLM_BREAKER_COOLDOWN = env_number("LLM_BREAKER_COOLDOWN", 30, minimum=0.1)
+LLM_FALLBACK_MODEL = env_str("LLM_FALLBACK_MODEL")
+# First retry waits about this long (then doubling, with jitter); tests make it small.
+LLM_RETRY_BASE_DELAY = env_number("LLM_RETRY_BASE_DELAY", 1.0)
+# Demo provider pace; tests speed it up.
+DEMO_WORDS_PER_SECOND = env_number("DEMO_WORDS_PER_SECOND", 20, minimum=0.1)
+
+# --- Chat limits -------------------------------------------------------------------------
+
+STREAM_FLUSH_MS = env_int("STREAM_FLUSH_MS", 20)
+CHAT_MAX_TEXT = env_int("CHAT_MAX_TEXT", 8000, minimum=1)
+CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=1)
+# A reply's room lock lives this long unless renewed; a dead process frees its room by then.
+ROOM_LOCK_TTL = env_number("ROOM_LOCK_TTL", 15, minimum=1)
+
+# --- Logging -----------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "anthropic": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+    },
+}
