@@ -187,8 +187,9 @@ def redis_connection_options(url: str) -> dict[str, Any]:
     return options
 
 
+REDIS_OPTIONS = redis_connection_options(REDIS_URL) if REDIS_URL else {}
 if REDIS_URL:
-    _host = {"address": REDIS_URL, **redis_connection_options(REDIS_URL)}
+    _host = {"address": REDIS_URL, **REDIS_OPTIONS}
     if REDIS_CHANNEL_LAYER == "core":
         CHANNEL_LAYERS = {
             "default": {

@@ -1,0 +1,172 @@
+"""Claude through the official `anthropic` SDK, streaming, with prompt caching."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic.resources.messages.messages import DEPRECATED_MODELS
+
+from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage, UsageUpdate
+from .errors import ConfigurationError, LLMError, RetryableError, StreamBrokenError
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL = {"type": "ephemeral"}
+# Statuses that say the request itself is wrong: retrying cannot help.
+CONFIGURATION_STATUSES = {400, 401, 402, 403, 404, 413, 422}
+
+
+def deprecation_date(model: str) -> str | None:
+    """The end-of-life date the SDK lists for a deprecated `model`, else None."""
+    return DEPRECATED_MODELS.get(model)
+
+
+def is_deprecated(model: str) -> bool:
+    """Whether the SDK lists `model` as deprecated (about to reach, or past, end of life)."""
+    return model in DEPRECATED_MODELS
+
+
+def build_params(request: ChatRequest) -> dict[str, Any]:
+    """The Messages API body: system blocks and the stable history carry cache breakpoints."""
+    system: list[dict[str, Any]] = []
+    if request.system:
+        system.append({"type": "text", "text": request.system})
+    if request.summary:
+        system.append({"type": "text", "text": request.summary})
+    if system:
+        # One breakpoint after the system blocks: they change rarely (owner edits, summary folds).
+        system[-1]["cache_control"] = EPHEMERAL
+    messages: list[dict[str, Any]] = []
+    for turn in request.turns:
+        block: dict[str, Any] = {"type": "text", "text": turn.text}
+        if turn.cache_breakpoint:
+            block["cache_control"] = EPHEMERAL
+        messages.append({"role": turn.role, "content": [block]})
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+    }
+    if system:
+        params["system"] = system
+    return params
+
+
+def _retry_after(response: httpx2.Response | None) -> float | None:
+    if response is None:
+        return None
+    raw = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def translate_error(exc: Exception) -> LLMError:
+    """Map an SDK or transport exception into the project's error tree."""
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        kind = exc.type or ""
+        summary = f"anthropic {status} {kind}: {exc.api_message or exc.message}"
+        if status == 200:
+            # An SSE `error` event mid-stream.
+            if kind == "overloaded_error":
+                return RetryableError("overloaded", summary)
+            if kind in {"api_error", "rate_limit_error", "timeout_error"}:
+                return RetryableError("server_error", summary)
+            return StreamBrokenError(summary)
+        if status == 429:
+            return RetryableError("rate_limited", summary, _retry_after(exc.response))
+        if status == 529:
+            return RetryableError("overloaded", summary, _retry_after(exc.response))
+        if status in {408, 409} or status >= 500:
+            return RetryableError("server_error", summary, _retry_after(exc.response))
+        return ConfigurationError(summary, status)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return RetryableError("connection", f"anthropic connection error: {exc}")
+    if isinstance(exc, httpx2.TimeoutException):
+        return RetryableError("connection", f"stalled: no data for too long ({type(exc).__name__})")
+    if isinstance(exc, httpx2.TransportError):
+        return RetryableError("connection", f"stream cut: {type(exc).__name__}: {exc}")
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return StreamBrokenError(f"unreadable response: {exc}")
+    return StreamBrokenError(f"{type(exc).__name__}: {exc}")
+
+
+class AnthropicProvider:
+    """Streams replies from Claude; the retry loop is the project's, so the SDK never retries."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        default_model: str = "claude-sonnet-5-5",
+        allowed_models: list[str] | None = None,
+        stall_timeout: float = 30.0,
+    ) -> None:
+        self.api_key = api_key  # never logged
+        self.base_url = base_url or None
+        self.default_model = default_model
+        self.allowed_models = [m for m in (allowed_models or []) if not is_deprecated(m)]
+        self.stall_timeout = stall_timeout
+        # An httpx2 connection pool belongs to one event loop: one client per loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def client(self) -> anthropic.AsyncAnthropic:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = anthropic.AsyncAnthropic(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                max_retries=0,
+                # `read` is the stall timeout: the longest wait for the next byte.
+                timeout=httpx2.Timeout(60.0, connect=10.0, read=self.stall_timeout),
+            )
+            self._clients[loop] = client
+        return client
+
+    def model_for(self, room_model: str) -> str:
+        if room_model and room_model in self.allowed_models:
+            return room_model
+        return self.default_model
+
+    def selectable_models(self) -> list[str]:
+        return list(self.allowed_models)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        params = build_params(request)
+        try:
+            async with self.client().messages.stream(**params) as stream:
+                async for event in stream:
+                    if event.type == "text":
+                        yield TextDelta(event.text)
+                    elif event.type == "message_start":
+                        yield UsageUpdate(_usage(event.message.usage))
+                final = await stream.get_final_message()
+        except LLMError:
+            raise
+        except Exception as exc:  # SDK and transport errors: translate, never leak SDK types
+            raise translate_error(exc) from exc
+        if final.stop_reason is None:
+            raise StreamBrokenError("the stream ended without message_stop")
+        yield StreamEnd(final.stop_reason, _usage(final.usage))
+
+
+def _usage(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+        cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
+    )

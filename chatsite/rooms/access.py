@@ -1,0 +1,21 @@
+"""Who may enter a room (public now; private rooms with members fit here later)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from .models import Room
+
+
+def can_enter(user: AbstractBaseUser | AnonymousUser, room: Room) -> bool:
+    """Whether `user` may read and write in `room`."""
+    if not user.is_authenticated:
+        return False
+    if not room.is_private:
+        return True
+    return room.owner_id == user.pk
+
+
+def can_manage(user: AbstractBaseUser | AnonymousUser, room: Room) -> bool:
+    """Whether `user` may change the room's settings."""
+    return user.is_authenticated and room.owner_id == user.pk

@@ -1,0 +1,112 @@
+"""Reads: rooms, message pages, reply history (Django-Styleguide selectors)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from chatsite.llm.context import HistoryItem
+
+from .models import Message, Room
+
+# The history a reply may look at; the budget trims it further.
+HISTORY_LIMIT = 2000
+
+
+def room_by_slug(slug: str) -> Room | None:
+    return Room.objects.select_related("owner").filter(slug=slug).first()
+
+
+def room_by_id(room_id: int) -> Room | None:
+    return Room.objects.select_related("owner").filter(pk=room_id).first()
+
+
+def newest_messages(room: Room, limit: int = 50) -> list[Message]:
+    """The newest `limit` messages, oldest first."""
+    rows = list(room.messages.select_related("author").order_by("-id")[:limit])
+    rows.reverse()
+    return rows
+
+
+def messages_before(room: Room, before: int | None, limit: int) -> tuple[list[Message], bool]:
+    """Up to `limit` messages with id < `before` (newest when None), oldest first, and has_more."""
+    query = room.messages.select_related("author").order_by("-id")
+    if before is not None:
+        query = query.filter(id__lt=before)
+    rows = list(query[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return rows, has_more
+
+
+def reply_history(room: Room, reply_id: int) -> list[HistoryItem]:
+    """What a reply answers: messages before it and after the summary, oldest first."""
+    rows = (
+        room.messages.filter(id__lt=reply_id, id__gt=room.summary_upto_id)
+        .select_related("author")
+        .order_by("-id")[:HISTORY_LIMIT]
+    )
+    items = [
+        HistoryItem(
+            id=m.pk,
+            role=m.role,
+            author=m.author.username if m.author else None,
+            text=m.text,
+        )
+        for m in rows
+    ]
+    items.reverse()
+    return items
+
+
+def client_msg_id_used(room: Room, author: AbstractBaseUser, client_msg_id: str) -> bool:
+    return Message.objects.filter(room=room, author=author, client_msg_id=client_msg_id).exists()
+
+
+def streaming_reply_id(room: Room) -> int | None:
+    """The id of the room's reply the database calls streaming, if any."""
+    return (
+        room.messages.filter(status=Message.Status.STREAMING)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def has_unanswered(room_id: int) -> bool:
+    """Whether a user message was stored after the newest reply began."""
+    last = Message.objects.filter(room_id=room_id).aggregate(
+        user=Max("id", filter=Q(role=Message.Role.USER)),
+        reply=Max("id", filter=Q(role=Message.Role.ASSISTANT)),
+    )
+    return last["user"] is not None and (last["reply"] is None or last["user"] > last["reply"])
+
+
+def streaming_replies() -> list[Message]:
+    """Replies the database still calls streaming (their runner may have died)."""
+    return list(Message.objects.filter(status=Message.Status.STREAMING).order_by("id"))
+
+
+def rooms_with_recent_user_messages(since: timedelta, settled: timedelta) -> list[int]:
+    """Rooms with a user message written between `since` ago and `settled` ago."""
+    now = timezone.now()
+    return list(
+        Message.objects.filter(
+            role=Message.Role.USER, created_at__gte=now - since, created_at__lte=now - settled
+        )
+        .values_list("room_id", flat=True)
+        .distinct()
+    )
+
+
+def lobby_rooms(user: AbstractBaseUser, limit: int = 30) -> tuple[list[Room], list[Room]]:
+    """The user's own rooms and the rooms with the most recent activity."""
+    mine = list(Room.objects.select_related("owner").filter(owner=user)[:limit])
+    recent = list(
+        Room.objects.select_related("owner").filter(is_private=False).exclude(owner=user)[:limit]
+    )
+    return mine, recent

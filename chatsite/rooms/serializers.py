@@ -1,0 +1,42 @@
+"""Rooms and messages in the shapes of SPEC §6 (Room, Message)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chatsite.llm.base import Provider
+
+from .models import Message, Room
+
+
+def iso_utc(moment: datetime) -> str:
+    """UTC ISO 8601 with a `Z`, to the millisecond."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def room_data(room: Room, provider: Provider) -> dict[str, Any]:
+    return {
+        "slug": room.slug,
+        "title": room.title,
+        "owner": room.owner.username,
+        "model": provider.model_for(room.model),
+        "provider": provider.name,
+        "system_prompt": room.system_prompt,
+        "models": provider.selectable_models(),
+    }
+
+
+def message_data(message: Message, text: str | None = None) -> dict[str, Any]:
+    """A Message; `text` overrides the stored text (a running reply's live text)."""
+    is_user = message.role == Message.Role.USER
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "author": message.author.username if is_user and message.author else None,
+        "model": None if is_user else message.model,
+        "text": message.text if text is None else text,
+        "status": message.status,
+        "created_at": iso_utc(message.created_at),
+        "client_msg_id": message.client_msg_id if is_user else None,
+    }

@@ -1,0 +1,132 @@
+"""HTTP pages and the history API (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods
+
+from chatsite.llm.registry import get_provider
+
+from . import selectors, services
+from .access import can_enter
+from .models import SLUG_PATTERN
+from .serializers import message_data, room_data
+
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 200
+HEALTH_TIMEOUT = 2.0
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("lobby")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def lobby(request: HttpRequest) -> HttpResponse:
+    error = None
+    if request.method == "POST":
+        name = " ".join(request.POST.get("name", "").split())[:100]
+        slug = slugify(name)[:50].strip("-")
+        if slug:
+            services.open_room(slug, request.user, title=name)  # type: ignore[arg-type]
+            return redirect("room", slug=slug)
+        error = "Use letters or digits in the room's name."
+    mine, recent = selectors.lobby_rooms(request.user)  # type: ignore[arg-type]
+    return render(
+        request, "rooms/lobby.html", {"my_rooms": mine, "recent_rooms": recent, "error": error}
+    )
+
+
+@login_required
+@require_GET
+def room_page(request: HttpRequest, slug: str) -> HttpResponse:
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        raise Http404("No such room")
+    room = services.open_room(slug, request.user)  # type: ignore[arg-type]
+    if not can_enter(request.user, room):
+        raise Http404("No such room")
+    data: dict[str, Any] = {
+        "slug": room.slug,
+        "ws_path": f"/ws/rooms/{room.slug}/",
+        "messages_url": f"/api/rooms/{room.slug}/messages",
+        "username": request.user.get_username(),
+        "room": room_data(room, get_provider()),
+    }
+    return render(request, "rooms/room.html", {"room": room, "room_data": data})
+
+
+def _json_error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"`{name}` must be a positive whole number")
+    return int(raw)
+
+
+@require_GET
+def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
+    if not request.user.is_authenticated:
+        return _json_error(401, "Sign in first.")
+    room = selectors.room_by_slug(slug)
+    if room is None or not can_enter(request.user, room):
+        return _json_error(404, "No such room.")
+    try:
+        before = _int_param(request, "before")
+        limit = _int_param(request, "limit")
+    except ValueError as exc:
+        return _json_error(400, str(exc))
+    limit = HISTORY_DEFAULT_LIMIT if limit is None else max(1, min(limit, HISTORY_MAX_LIMIT))
+    rows, has_more = selectors.messages_before(room, before, limit)
+    return JsonResponse({"messages": [message_data(m) for m in rows], "has_more": has_more})
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.close()
+
+
+async def _check(coro: Any) -> str:
+    try:
+        await asyncio.wait_for(coro, HEALTH_TIMEOUT)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the channel layer answer within 2 s, else 503."""
+    from consumers.livestate import shared_state
+
+    checks = {
+        "database": await _check(sync_to_async(_database_answers, thread_sensitive=False)()),
+        "channel_layer": await _check(shared_state().ping()),
+    }
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        status=200 if healthy else 503,
+    )

@@ -1,0 +1,38 @@
+"""Sending a frame to every tab of a room, on every process, through the channel layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from .protocol import encode
+
+log = logging.getLogger(__name__)
+
+# The consumer handler that forwards a pre-encoded frame (`RoomConsumer.room_broadcast`).
+BROADCAST_EVENT = "room.broadcast"
+
+
+def room_group(room_id: int) -> str:
+    """The channel-layer group of a room's sockets."""
+    return f"room.{room_id}"
+
+
+async def broadcast(room_id: int, frame: dict[str, Any]) -> bool:
+    """Send `frame` to the room; False (logged) when the layer failed, e.g. Redis is down.
+
+    The frame is encoded once here, not once per socket.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        await layer.group_send(
+            room_group(room_id), {"type": BROADCAST_EVENT, "frame": encode(frame)}
+        )
+    except Exception as exc:  # Redis down or restarting: clients heal via seq gaps and sync
+        log.warning("broadcast to room %s failed: %s: %s", room_id, type(exc).__name__, exc)
+        return False
+    return True

@@ -1,0 +1,120 @@
+"""The websocket of one tab in one room (`/ws/rooms/<slug>/`): parse a frame, call one
+function, send. Rules live in `consumers.chat`; the reply loop in `consumers.replies`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chatsite.rooms import selectors
+from chatsite.rooms.access import can_enter
+from chatsite.rooms.models import Room
+
+from . import chat, lifecycle, protocol
+from .broadcast import BROADCAST_EVENT, room_group
+from .protocol import FrameError, SendMessage, StopGeneration, Sync, UpdateRoom
+
+log = logging.getLogger(__name__)
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """One browser tab connected to a room."""
+
+    room: Room | None = None
+    group: str | None = None
+    conn_id: str = ""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Called for every event; room broadcasts skip Channels' per-message DB cleanup hop."""
+        if message.get("type") == BROADCAST_EVENT:
+            # Forwarding a pre-encoded frame touches no database: no thread hop per delta.
+            await self.room_broadcast(message)
+            return
+        await super().dispatch(message)
+
+    async def connect(self) -> None:
+        """Called on the handshake: accept, then admit or close with a readable code."""
+        # Accept first: closing before accept would turn every refusal into an HTTP 403.
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+            return
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        room = await database_sync_to_async(selectors.room_by_slug)(slug)
+        if room is None:
+            await self.close(code=protocol.CLOSE_NO_ROOM)
+            return
+        if not can_enter(user, room):
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
+            return
+        self.conn_id = uuid.uuid4().hex
+        self.group = room_group(room.pk)
+        try:
+            # Join before reading the snapshot, so no delta falls between the two.
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception as exc:
+            log.warning("cannot join room %s's group: %s", room.pk, exc)
+            self.group = None
+            await self.close(code=protocol.CLOSE_TRY_AGAIN)
+            return
+        self.room = room
+        lifecycle.track(self, room.pk, user.username)
+        await self.send_frame(await chat.snapshot(room.pk, user.username))
+        users = await chat.join(room.pk, self.conn_id, user.username)
+        await self.send_frame(protocol.presence(users))
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closes: leave the group and the presence list."""
+        if self.room is None:
+            return
+        lifecycle.untrack(self)
+        if self.group is not None:
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception as exc:
+                log.debug("group discard failed: %s", exc)
+        await chat.leave(self.room.pk, self.conn_id)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Called for every client frame: refused frames get an `error` and change nothing."""
+        if self.room is None:
+            return
+        try:
+            frame = protocol.parse_frame(text_data, bytes_data, max_text=settings.CHAT_MAX_TEXT)
+            await self.handle(frame)
+        except FrameError as exc:
+            await self.send_frame(exc.frame())
+
+    async def handle(self, frame: protocol.ClientFrame) -> None:
+        assert self.room is not None
+        user = self.scope["user"]
+        if isinstance(frame, SendMessage):
+            await chat.send_message(self.room, user, frame)
+        elif isinstance(frame, StopGeneration):
+            await chat.stop_generation(self.room, frame)
+        elif isinstance(frame, Sync):
+            await self.send_frame(await chat.snapshot(self.room.pk, user.username))
+        elif isinstance(frame, UpdateRoom):
+            await chat.update_room(self.room, user, frame)
+            self.room = await database_sync_to_async(selectors.room_by_id)(self.room.pk)
+
+    async def room_broadcast(self, event: dict[str, Any]) -> None:
+        """Called for each frame sent to the room's group: forward it as it is."""
+        await self.send(text_data=event["frame"])
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=protocol.encode(frame))
+
+    async def rejoin_group(self) -> None:
+        """Called after Redis lost its state: subscribe again and let the tab resynchronise."""
+        if self.group is None or self.room is None:
+            return
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        user = self.scope["user"]
+        await self.send_frame(await chat.snapshot(self.room.pk, user.username))
