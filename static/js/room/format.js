@@ -1,0 +1,84 @@
+// Small wording and formatting helpers, kept apart so the renderer reads as layout only.
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFmt = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+
+/** "14:03" today, "Mar 3, 14:03" on other days; plus the long form for a tooltip. */
+export function formatTime(iso, now = new Date()) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return { short: "", long: "" };
+  const sameDay = date.toDateString() === now.toDateString();
+  return { short: (sameDay ? timeFmt : dateTimeFmt).format(date), long: fullFmt.format(date) };
+}
+
+/** Whole seconds left until `deadline` (ms), never negative. */
+export function secondsLeft(deadline, now = Date.now()) {
+  return Math.max(0, Math.ceil((deadline - now) / 1000));
+}
+
+const RETRY_REASONS = {
+  overloaded: "Claude is overloaded",
+  rate_limited: "Claude is busy (rate limited)",
+  server_error: "Claude had a server error",
+  connection: "Couldn't reach Claude",
+};
+
+/** The `generation.retrying` notice, e.g. "Claude is overloaded, retrying in 4 s". */
+export function retryNotice(retry, roomModel, now = Date.now()) {
+  const lead = RETRY_REASONS[retry.reason] || "Claude didn't answer";
+  const left = secondsLeft(retry.at + (Number(retry.retry_in) || 0) * 1000, now);
+  let text = left > 0 ? `${lead}, retrying in ${left} s` : `${lead}, retrying now`;
+  if (retry.attempt) text += ` (attempt ${retry.attempt})`;
+  if (retry.model && roomModel && retry.model !== roomModel) text += ` with ${retry.model}`;
+  return text + "…";
+}
+
+const ERROR_TEXT = {
+  empty: "Type something before sending.",
+  too_long: "That message is too long to send.",
+  budget_exceeded: "This room has used up its budget for Claude. Try again later.",
+  forbidden: "Only the room's owner can do that.",
+  invalid_message: "The server refused that request.",
+  invalid_json: "The server couldn't read that request.",
+  unknown_type: "The server didn't understand that request.",
+};
+
+/** The text shown for a server `error` frame (rate limits count down). */
+export function errorText(error, now = Date.now()) {
+  if (error.code === "rate_limited") {
+    const left = error.retry_after != null ? secondsLeft(error.at + error.retry_after * 1000, now) : 0;
+    return left > 0
+      ? `You're sending messages too fast. Try again in ${left} s.`
+      : "You can send messages again.";
+  }
+  return ERROR_TEXT[error.code] || error.message || "Something went wrong.";
+}
+
+/** Why a reply ended without completing, for the line under it. */
+export function endingNote(message) {
+  switch (message.status) {
+    case "stopped":
+      return "Stopped before the end.";
+    case "interrupted":
+      return "Interrupted: the server restarted while Claude was replying.";
+    case "error": {
+      const code = message.error?.code;
+      if (code === "upstream_unavailable") return "Claude is unavailable right now, so this reply failed. Try again in a moment.";
+      if (code === "configuration") return "The server is misconfigured, so Claude could not reply.";
+      if (code === "upstream_error") return "The reply broke off because of an error on Claude's side.";
+      return "Claude could not finish this reply.";
+    }
+    default:
+      return "";
+  }
+}
+
+export const STATUS_LABELS = {
+  streaming: "replying",
+  stopped: "stopped",
+  error: "error",
+  interrupted: "interrupted",
+  pending: "pending",
+  failed: "not sent",
+};

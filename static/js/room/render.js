@@ -1,0 +1,460 @@
+// State → DOM for the room page.
+//
+// The reducer hands us a whole new state after every frame; rebuilding the page each time
+// would lose focus, selection and scroll position, and re-parse every Markdown reply per
+// token. So the list is keyed: each message keeps its element, and an element is touched only
+// when its message object changed (the reducer keeps unchanged messages identical).
+// Rendering is batched to one pass per animation frame, which also caps how often a fast
+// stream re-renders Markdown.
+
+import { renderMarkdown, plainText } from "roomchat/markdown";
+import { formatTime, retryNotice, errorText, endingNote, secondsLeft, STATUS_LABELS } from "roomchat/format";
+import { AutoScroller } from "roomchat/scroll";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+/** Copy text to the clipboard, with a fallback for non-secure origins (plain http on a LAN). */
+export async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = el("textarea", { class: "visually-hidden", readonly: true });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  try {
+    document.execCommand("copy");
+  } finally {
+    area.remove();
+  }
+}
+
+function keyOf(message, me) {
+  // A user message keeps one element from "pending" to "stored": both carry its client_msg_id.
+  if (message.role === "user" && message.client_msg_id) return `c:${message.author}:${message.client_msg_id}`;
+  if (message.id === undefined) return `c:${me}:${message.client_msg_id}`;
+  return `m:${message.id}`;
+}
+
+const DEMO_TITLE = "Replies come from the built-in demo model: canned text, no real AI.";
+
+export class RoomView {
+  /**
+   * @param {object} actions  onLoadOlder(), onRetry(clientMsgId), onDiscard(clientMsgId)
+   */
+  constructor(actions) {
+    this.actions = actions;
+    this.list = $("messages");
+    this.elements = new Map(); // key -> <li>
+    this.state = null; // last rendered
+    this.queued = null;
+    this.frame = 0;
+
+    this.scroller = new AutoScroller($("scroller"), $("jump-latest"), () => {
+      if (this.state?.hasMore && !this.state.loadingOlder) this.actions.onLoadOlder();
+    });
+
+    // One delegated listener for every copy / retry / discard button in the list.
+    this.list.addEventListener("click", (event) => this.onListClick(event));
+  }
+
+  /** Render `state` soon (once per frame, however many frames arrive meanwhile). */
+  schedule(state) {
+    this.queued = state;
+    if (this.frame) return;
+    const run = () => {
+      cancelAnimationFrame(this.frame);
+      clearTimeout(this.timeout);
+      this.frame = 0;
+      const next = this.queued;
+      this.queued = null;
+      if (next) this.render(next);
+    };
+    this.frame = requestAnimationFrame(run);
+    // Background tabs get no animation frames; they still need to follow along.
+    this.timeout = setTimeout(run, 120);
+  }
+
+  /** Re-render what depends on the clock (countdowns), without a state change. */
+  tick() {
+    if (this.state) this.renderChrome(this.state, Date.now());
+  }
+
+  render(state) {
+    const now = Date.now();
+    this.renderChrome(state, now);
+    this.renderMessages(state, now);
+    this.state = state;
+  }
+
+  // ---- everything but the message list ----------------------------------------------------
+
+  renderChrome(state, now) {
+    const room = state.room;
+    const replying = !!state.generation;
+    document.body.dataset.replying = replying ? "1" : "0";
+
+    // Header: title, model, provider, demo badge.
+    if (room) {
+      const title = room.title || room.slug;
+      setText($("room-title"), title);
+      document.title = `${title} · Roomchat`;
+      setText($("room-model"), room.model || "—");
+      setText($("room-provider"), room.provider || "—");
+      this.renderDemoBadge(room.provider === "demo");
+      const owner = room.owner === state.me;
+      $("settings-button").hidden = !owner;
+      setText($("room-owner"), owner ? "you" : room.owner || "—");
+    }
+
+    // Connection.
+    const status = $("connection-status");
+    status.dataset.state = state.connection;
+    let label = { connecting: "Connecting…", online: "Online", offline: "Offline" }[state.connection];
+    if (state.fatal) label = "Disconnected";
+    else if (state.connection === "offline" && state.retryAt) {
+      const left = secondsLeft(state.retryAt, now);
+      label = left > 0 ? `Offline · retrying in ${left} s` : "Offline · retrying…";
+    }
+    setText(status.querySelector(".status-label"), label);
+
+    // A fatal close: say why, and stop offering to send.
+    const fatal = $("fatal");
+    fatal.hidden = !state.fatal;
+    if (state.fatal) setText(fatal, state.fatal.message);
+    const composerText = $("composer-text");
+    composerText.disabled = !!state.fatal;
+    $("send-button").disabled = !!state.fatal;
+
+    const offlineHint = $("offline-hint");
+    offlineHint.hidden = state.connection === "online" || !!state.fatal;
+
+    // Presence.
+    this.renderPresence(state);
+
+    // "Claude is replying…", Stop, and the retry notice.
+    $("replying").hidden = !replying;
+    $("stop-button").hidden = !replying;
+    const notice = $("notice");
+    const retry = state.generation?.retry;
+    notice.hidden = !retry;
+    setText(notice, retry ? retryNotice(retry, room?.model, now) : "");
+
+    // Server error frames, near the composer.
+    const errorBox = $("error");
+    errorBox.hidden = !state.error;
+    errorBox.dataset.code = state.error?.code || "";
+    setText(errorBox.querySelector(".error-text"), state.error ? errorText(state.error, now) : "");
+
+    // History controls.
+    const older = $("load-older");
+    older.hidden = !state.hasMore;
+    older.disabled = state.loadingOlder;
+    setText(older, state.loadingOlder ? "Loading older messages…" : "Load older messages");
+
+    $("empty-room").hidden = !(state.synced && state.messages.length === 0 && state.pending.length === 0);
+  }
+
+  renderDemoBadge(isDemo) {
+    let badge = $("demo-badge");
+    if (isDemo && !badge) {
+      badge = el("span", { id: "demo-badge", class: "badge badge-demo", title: DEMO_TITLE, text: "Demo model" });
+      $("room-facts").append(badge);
+    } else if (!isDemo && badge) {
+      badge.remove();
+    }
+  }
+
+  renderPresence(state) {
+    const users = state.presence;
+    const key = users.join("\n") + "|" + state.me;
+    const list = $("presence");
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren(
+      ...users.map((name) =>
+        el(
+          "li",
+          { class: "presence-user", "data-username": name },
+          el("span", { class: "avatar avatar-sm", "aria-hidden": "true", text: initial(name), style: avatarStyle(name) }),
+          el("span", { class: "presence-name", text: name }),
+          name === state.me ? el("span", { class: "muted", text: " (you)" }) : null,
+        ),
+      ),
+    );
+    setText($("presence-count"), String(users.length));
+  }
+
+  // ---- the message list ----------------------------------------------------------------------
+
+  renderMessages(state, now) {
+    const items = [];
+    const keys = new Set();
+    for (const m of state.messages) {
+      const key = keyOf(m, state.me);
+      keys.add(key);
+      items.push({ key, message: m, pending: null });
+    }
+    for (const p of state.pending) {
+      const key = `c:${state.me}:${p.client_msg_id}`;
+      if (keys.has(key)) continue;
+      keys.add(key);
+      items.push({ key, message: null, pending: p });
+    }
+
+    const firstBefore = this.list.firstElementChild;
+    const countBefore = this.list.childElementCount;
+    const lastTextBefore = this.lastTextLength ?? 0;
+    this.scroller.before(firstBefore);
+
+    let ref = this.list.firstElementChild;
+    for (const item of items) {
+      let node = this.elements.get(item.key);
+      if (!node) {
+        node = this.createMessage();
+        this.elements.set(item.key, node);
+      }
+      const source = item.message || item.pending;
+      if (node._source !== source || node._me !== state.me) {
+        if (item.message) this.updateMessage(node, item.message, state, now);
+        else this.updatePending(node, item.pending, state, now);
+        node._source = source;
+        node._me = state.me;
+      }
+      if (node === ref) ref = ref.nextElementSibling;
+      else this.list.insertBefore(node, ref);
+    }
+    for (const [key, node] of this.elements) {
+      if (!keys.has(key)) {
+        node.remove();
+        this.elements.delete(key);
+      }
+    }
+
+    // Did older messages arrive at the top, or did content grow at the bottom?
+    const prepended = !!firstBefore && firstBefore.isConnected && this.list.firstElementChild !== firstBefore;
+    const lastText = items.length ? textLength(items[items.length - 1]) : 0;
+    const grew = this.list.childElementCount > countBefore || lastText !== lastTextBefore;
+    this.lastTextLength = lastText;
+    this.scroller.after({ prepended, grew });
+  }
+
+  createMessage() {
+    const author = el("span", { class: "message-author" });
+    const model = el("span", { class: "message-model" });
+    const time = el("time", { class: "message-time" });
+    const badge = el("span", { class: "badge message-badge" });
+    const copy = el("button", { type: "button", class: "icon-btn copy-reply", "data-action": "copy-reply", title: "Copy reply", "aria-label": "Copy reply" });
+    copy.append(copyIcon(), el("span", { class: "copy-label", text: "Copy" }));
+    const avatar = el("span", { class: "avatar", "aria-hidden": "true" });
+    const body = el("div", { class: "message-body" });
+    const note = el("p", { class: "message-note" });
+    const actions = el("div", { class: "message-actions" });
+    const li = el(
+      "li",
+      { class: "message" },
+      avatar,
+      el("div", { class: "message-main" }, el("div", { class: "message-meta" }, author, model, time, badge, copy), body, note, actions),
+    );
+    li._parts = { avatar, author, model, time, badge, copy, body, note, actions };
+    return li;
+  }
+
+  updateMessage(li, m, state, now) {
+    const p = li._parts;
+    const assistant = m.role === "assistant";
+    li.dataset.id = String(m.id);
+    li.dataset.role = m.role;
+    li.dataset.status = m.status;
+    li.classList.toggle("is-mine", !assistant && m.author === state.me);
+    li.classList.toggle("is-assistant", assistant);
+    // A streaming reply changes many times a second: tell screen readers to wait for the end.
+    if (m.status === "streaming") li.setAttribute("aria-busy", "true");
+    else li.removeAttribute("aria-busy");
+
+    const author = assistant ? "Claude" : m.author || "unknown";
+    setText(p.author, author);
+    p.avatar.textContent = assistant ? "✳" : initial(author);
+    p.avatar.className = assistant ? "avatar avatar-claude" : "avatar";
+    p.avatar.style.cssText = assistant ? "" : avatarStyle(author);
+    setText(p.model, assistant && m.model ? m.model : "");
+    p.model.hidden = !(assistant && m.model);
+    setTime(p.time, m.created_at, now);
+    setBadge(p.badge, m.status === "complete" ? null : m.status);
+    p.copy.hidden = !assistant || !m.text;
+
+    // The body: Markdown for Claude (sanitized), plain text for people.
+    if (li._text !== m.text || li._role !== m.role) {
+      if (assistant) {
+        if (m.text) {
+          const fragment = renderMarkdown(m.text);
+          enhanceCodeBlocks(fragment);
+          p.body.replaceChildren(fragment);
+        } else {
+          p.body.replaceChildren();
+        }
+      } else {
+        p.body.replaceChildren(plainText(m.text));
+      }
+      li._text = m.text;
+      li._role = m.role;
+    }
+    p.body.classList.toggle("is-markdown", assistant);
+    p.body.classList.toggle("is-streaming", m.status === "streaming");
+    p.body.classList.toggle("is-waiting", m.status === "streaming" && !m.text);
+
+    const note = assistant ? endingNote(m) : "";
+    setText(p.note, note);
+    p.note.hidden = !note;
+    p.note.dataset.status = m.status;
+    p.actions.replaceChildren();
+    p.actions.hidden = true;
+  }
+
+  updatePending(li, pending, state, now) {
+    const p = li._parts;
+    const failed = !!pending.error;
+    delete li.dataset.id;
+    li.dataset.id = "";
+    li.dataset.role = "user";
+    li.dataset.status = failed ? "failed" : "pending";
+    li.dataset.clientMsgId = pending.client_msg_id;
+    li.classList.add("is-mine");
+    li.classList.remove("is-assistant");
+    li.removeAttribute("aria-busy");
+    setText(p.author, state.me || "you");
+    p.avatar.textContent = initial(state.me || "?");
+    p.avatar.className = "avatar";
+    p.avatar.style.cssText = avatarStyle(state.me || "?");
+    p.model.hidden = true;
+    setTime(p.time, pending.created_at, now);
+    setBadge(p.badge, failed ? "failed" : "pending");
+    p.badge.title = failed ? "" : state.connection === "online" ? "Sending…" : "Will be sent when you're back online";
+    p.copy.hidden = true;
+    if (li._text !== pending.text || li._role !== "user") {
+      p.body.replaceChildren(plainText(pending.text));
+      li._text = pending.text;
+      li._role = "user";
+    }
+    p.body.classList.remove("is-markdown", "is-streaming", "is-waiting");
+    const note = failed ? `Not sent: ${errorText(pending.error, now)}` : "";
+    setText(p.note, note);
+    p.note.hidden = !failed;
+    p.note.dataset.status = failed ? "failed" : "";
+    if (failed) {
+      p.actions.replaceChildren(
+        el("button", { type: "button", class: "btn btn-sm", "data-action": "retry", "data-client-msg-id": pending.client_msg_id, text: "Retry" }),
+        el("button", { type: "button", class: "btn btn-sm btn-ghost", "data-action": "discard", "data-client-msg-id": pending.client_msg_id, text: "Discard" }),
+      );
+      p.actions.hidden = false;
+    } else {
+      p.actions.replaceChildren();
+      p.actions.hidden = true;
+    }
+  }
+
+  async onListClick(event) {
+    const button = event.target.closest("button[data-action]");
+    if (!button || !this.list.contains(button)) return;
+    const action = button.dataset.action;
+    if (action === "retry") return this.actions.onRetry(button.dataset.clientMsgId);
+    if (action === "discard") return this.actions.onDiscard(button.dataset.clientMsgId);
+    let text = null;
+    if (action === "copy-code") text = button.closest(".code-block")?.querySelector("code")?.textContent ?? "";
+    if (action === "copy-reply") text = button.closest(".message")?._text ?? "";
+    if (text === null) return;
+    try {
+      await copyText(text);
+      flash(button, "Copied");
+    } catch (err) {
+      console.error("copy:", err);
+      flash(button, "Copy failed");
+    }
+  }
+}
+
+// ---- small helpers ---------------------------------------------------------------------------
+
+function setText(node, text) {
+  if (node && node.textContent !== text) node.textContent = text;
+}
+
+function setTime(node, iso, now) {
+  const { short, long } = formatTime(iso, new Date(now));
+  if (node.getAttribute("datetime") !== iso) node.setAttribute("datetime", iso || "");
+  setText(node, short);
+  node.title = long;
+}
+
+function setBadge(node, status) {
+  node.hidden = !status;
+  node.dataset.status = status || "";
+  setText(node, status ? STATUS_LABELS[status] || status : "");
+}
+
+function textLength(item) {
+  return (item.message || item.pending).text?.length ?? 0;
+}
+
+function initial(name) {
+  return (Array.from(name || "?")[0] || "?").toUpperCase();
+}
+
+/** A stable, pleasant hue per username, so people are easy to tell apart. */
+function avatarStyle(name) {
+  let hash = 0;
+  for (const ch of name || "") hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `--avatar-hue: ${hash % 360}`;
+}
+
+function copyIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "icon");
+  const a = document.createElementNS(ns, "rect");
+  Object.entries({ x: "9", y: "9", width: "11", height: "11", rx: "2" }).forEach(([k, v]) => a.setAttribute(k, v));
+  const b = document.createElementNS(ns, "path");
+  b.setAttribute("d", "M5 15V5a2 2 0 0 1 2-2h10");
+  svg.append(a, b);
+  return svg;
+}
+
+/** Give each sanitized code block its copy button (our own element, added after sanitizing). */
+function enhanceCodeBlocks(fragment) {
+  for (const block of fragment.querySelectorAll(".code-block")) {
+    const button = el("button", { type: "button", class: "icon-btn copy-code", "data-action": "copy-code", title: "Copy code", "aria-label": "Copy code" });
+    button.append(copyIcon(), el("span", { class: "copy-label", text: "Copy" }));
+    block.prepend(button);
+  }
+}
+
+function flash(button, text) {
+  const label = button.querySelector(".copy-label");
+  if (!label) return;
+  const before = label.dataset.original || label.textContent;
+  label.dataset.original = before;
+  label.textContent = text;
+  button.classList.add("is-done");
+  clearTimeout(button._flash);
+  button._flash = setTimeout(() => {
+    label.textContent = before;
+    button.classList.remove("is-done");
+  }, 1500);
+}
