@@ -55,6 +55,15 @@ export function errorText(error, now = Date.now()) {
   return ERROR_TEXT[error.code] || error.message || "Something went wrong.";
 }
 
+/** Why a message of ours was refused, without a countdown (it sits in the list). */
+export function refusalText(error) {
+  if (error.code === "rate_limited") return "you were sending messages too fast. Retry in a moment.";
+  if (error.code === "too_long") return "it is too long.";
+  if (error.code === "empty") return "it is empty.";
+  if (error.code === "budget_exceeded") return "this room has used up its budget for Claude.";
+  return error.message || "the server refused it.";
+}
+
 /** Why a reply ended without completing, for the line under it. */
 export function endingNote(message) {
   switch (message.status) {

@@ -8,7 +8,7 @@
 // stream re-renders Markdown.
 
 import { renderMarkdown, plainText } from "roomchat/markdown";
-import { formatTime, retryNotice, errorText, endingNote, secondsLeft, STATUS_LABELS } from "roomchat/format";
+import { formatTime, retryNotice, errorText, refusalText, endingNote, secondsLeft, STATUS_LABELS } from "roomchat/format";
 import { AutoScroller } from "roomchat/scroll";
 
 const $ = (id) => document.getElementById(id);
@@ -123,6 +123,7 @@ export class RoomView {
     }
 
     // Connection.
+    document.body.dataset.connection = state.connection;
     const status = $("connection-status");
     status.dataset.state = state.connection;
     let label = { connecting: "Connecting…", online: "Online", offline: "Offline" }[state.connection];
@@ -186,14 +187,14 @@ export class RoomView {
     const list = $("presence");
     if (list.dataset.key === key) return;
     list.dataset.key = key;
+    // The list's text is exactly the usernames: the avatar letter and "(you)" come from CSS.
     list.replaceChildren(
       ...users.map((name) =>
         el(
           "li",
-          { class: "presence-user", "data-username": name },
-          el("span", { class: "avatar avatar-sm", "aria-hidden": "true", text: initial(name), style: avatarStyle(name) }),
+          { class: name === state.me ? "presence-user is-me" : "presence-user", "data-username": name },
+          el("span", { class: "avatar avatar-sm", "aria-hidden": "true", "data-initial": initial(name), style: avatarStyle(name) }),
           el("span", { class: "presence-name", text: name }),
-          name === state.me ? el("span", { class: "muted", text: " (you)" }) : null,
         ),
       ),
     );
@@ -352,7 +353,7 @@ export class RoomView {
       li._role = "user";
     }
     p.body.classList.remove("is-markdown", "is-streaming", "is-waiting");
-    const note = failed ? `Not sent: ${errorText(pending.error, now)}` : "";
+    const note = failed ? `Not sent: ${refusalText(pending.error)}` : "";
     setText(p.note, note);
     p.note.hidden = !failed;
     p.note.dataset.status = failed ? "failed" : "";
