@@ -19,7 +19,7 @@ const QUIET_REPLY_MS = 15000;
 const data = JSON.parse(document.getElementById("room-data").textContent);
 const loginUrl = () => `/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`;
 
-let state = initialState({ username: data.username, slug: data.slug });
+let state = initialState({ username: data.username, slug: data.slug, room: data.room ?? null });
 let lastFrameAt = Date.now();
 
 const view = new RoomView({

@@ -15,7 +15,7 @@ export const PAGE_SIZE = 50;
 /** Error codes that refuse a `message.send`: the pending message they refer to was not stored. */
 const SEND_REFUSALS = new Set(["empty", "too_long", "rate_limited", "budget_exceeded"]);
 
-export function initialState({ username = null, slug = null } = {}) {
+export function initialState({ username = null, slug = null, room = null } = {}) {
   return {
     me: username,
     slug,
@@ -25,7 +25,7 @@ export function initialState({ username = null, slug = null } = {}) {
     awaitingSync: 0, // when (ms) a `sync` went out unanswered: don't ask again for every gap
     retryAt: null, // when offline: when the next connection attempt starts (ms)
     fatal: null, // {code, message} after 4403/4404: the page stops reconnecting
-    room: null,
+    room, // the page may embed the Room so the header is right before the socket opens
     messages: [], // stored Messages, ascending id
     pending: [], // {client_msg_id, text, created_at, sentOn, error}: typed, not yet stored
     generation: null, // {message_id, seq, text, model, retry}: the running reply
