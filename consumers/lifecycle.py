@@ -54,7 +54,7 @@ class ProcessServices:
         self.tasks = [
             loop.create_task(self._every(PRESENCE_EVERY, self.refresh_presence)),
             loop.create_task(self._every(REAP_EVERY, self.reap_once)),
-            loop.create_task(self._every(REJOIN_EVERY, self.rejoin_all)),
+            loop.create_task(self._every(REJOIN_EVERY, self.rejoin_all, first_after=REJOIN_EVERY)),
         ]
         if isinstance(shared_state(), RedisState):
             self.tasks.append(loop.create_task(self._every(REDIS_WATCH_EVERY, self.watch_redis)))
@@ -64,7 +64,8 @@ class ProcessServices:
             task.cancel()
         self.tasks = []
 
-    async def _every(self, seconds: float, job: Any) -> None:
+    async def _every(self, seconds: float, job: Any, first_after: float = 0.0) -> None:
+        await asyncio.sleep(first_after)
         while True:
             try:
                 await job()

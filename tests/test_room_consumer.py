@@ -1,0 +1,495 @@
+"""The room websocket at unit level: frames in, frames out, through the real ASGI application
+(origin check, session auth, routing), the in-memory channel layer and the real SDK talking to
+the fake Anthropic API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from chatsite.asgi import application
+from chatsite.llm.registry import get_provider
+from chatsite.rooms.models import Message, Room
+from consumers import lifecycle
+from consumers.livestate import reset_shared_state
+from consumers.replies import reply_runner, reset_reply_runner
+from tests.fakes import Fail, Reply
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TIMEOUT = 10
+
+
+@pytest.fixture(autouse=True)
+async def fresh_process() -> AsyncIterator[None]:
+    """Each test is a fresh server process: no runner, no shared state, a new channel layer."""
+    reset_shared_state()
+    reset_reply_runner()
+    channel_layers.backends = {}
+    get_provider.cache_clear()
+    yield
+    # Like SIGTERM: replies still running end as interrupted before the loop goes away.
+    await reply_runner().shutdown(timeout=5)
+    lifecycle.services_for_process().stop()
+    lifecycle.services_for_process().connections.clear()
+    get_provider.cache_clear()
+
+
+@pytest.fixture
+def use_fake_anthropic(settings: Any, fake_anthropic: Any) -> Any:
+    settings.LLM_PROVIDER = "anthropic"
+    settings.ANTHROPIC_API_KEY = "test-key"
+    settings.ANTHROPIC_BASE_URL = fake_anthropic.base_url
+    get_provider.cache_clear()
+    return fake_anthropic
+
+
+def make_user(name: str) -> tuple[User, str]:
+    user = User.objects.create_user(name, password="pw-secret-123")
+    client = Client()
+    client.force_login(user)
+    return user, client.cookies["sessionid"].value
+
+
+@pytest.fixture
+def alice() -> tuple[User, str]:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob() -> tuple[User, str]:
+    return make_user("bob")
+
+
+@pytest.fixture
+def room(alice: tuple[User, str]) -> Room:
+    return Room.objects.create(
+        slug="lounge", title="Lounge", owner=alice[0], model="claude-sonnet-5-5"
+    )
+
+
+class Tab:
+    """A connected tab: every frame it received, in order."""
+
+    def __init__(self, comm: WebsocketCommunicator) -> None:
+        self.comm = comm
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.comm.send_to(text_data=json.dumps(frame))
+
+    async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        frame = json.loads(await self.comm.receive_from(timeout=timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, kind: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """Read frames until one of `kind` (with these field values) arrives."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.next(timeout)
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                    return frame
+
+    async def quiet(self, seconds: float = 0.3) -> bool:
+        return await self.comm.receive_nothing(timeout=seconds)
+
+    def deltas(self, message_id: int) -> list[dict[str, Any]]:
+        return [
+            f
+            for f in self.frames
+            if f["type"] == "generation.delta" and f["message_id"] == message_id
+        ]
+
+
+Connect = Callable[..., Any]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    comms: list[WebsocketCommunicator] = []
+
+    async def open_tab(
+        slug: str, sessionid: str | None, origin: str | None = "http://127.0.0.1", join: bool = True
+    ) -> Tab:
+        headers = []
+        if origin:
+            headers.append((b"origin", origin.encode()))
+        if sessionid:
+            headers.append((b"cookie", f"sessionid={sessionid}".encode()))
+        comm = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
+        comms.append(comm)
+        tab = Tab(comm)
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        assert connected
+        if join:
+            assert (await tab.next())["type"] == "room.snapshot"
+            assert (await tab.next())["type"] == "presence"
+        return tab
+
+    yield open_tab
+    for comm in comms:
+        try:
+            await comm.disconnect(timeout=2)
+        except Exception:
+            pass
+
+
+async def close_code(tab: Tab) -> int:
+    output = await tab.comm.receive_output(timeout=TIMEOUT)
+    assert output["type"] == "websocket.close", output
+    return int(output["code"])
+
+
+# --- admission --------------------------------------------------------------------------
+
+
+async def test_anonymous_socket_is_closed_with_4401(connect: Connect, room: Room) -> None:
+    tab = await connect("lounge", None, join=False)
+    assert await close_code(tab) == 4401
+
+
+async def test_unknown_room_is_closed_with_4404(connect: Connect, alice: tuple[User, str]) -> None:
+    tab = await connect("nowhere", alice[1], join=False)
+    assert await close_code(tab) == 4404
+
+
+async def test_private_room_refuses_outsiders_with_4403(
+    connect: Connect, room: Room, bob: tuple[User, str]
+) -> None:
+    await Room.objects.filter(pk=room.pk).aupdate(is_private=True)
+    tab = await connect("lounge", bob[1], join=False)
+    assert await close_code(tab) == 4403
+
+
+async def test_foreign_or_missing_origin_is_refused_at_the_handshake(
+    room: Room, alice: tuple[User, str]
+) -> None:
+    for headers in ([(b"origin", b"http://evil.example")], []):
+        comm = WebsocketCommunicator(
+            application,
+            "/ws/rooms/lounge/",
+            headers=[*headers, (b"cookie", f"sessionid={alice[1]}".encode())],
+        )
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        assert not connected
+
+
+# --- snapshot, presence, messages -------------------------------------------------------
+
+
+async def test_snapshot_then_presence_on_connect(
+    connect: Connect, room: Room, alice: tuple[User, str]
+) -> None:
+    await Message.objects.acreate(room=room, role="user", author=alice[0], text="earlier")
+    headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={alice[1]}".encode())]
+    comm = WebsocketCommunicator(application, "/ws/rooms/lounge/", headers=headers)
+    assert (await comm.connect())[0]
+    snapshot = json.loads(await comm.receive_from())
+    assert snapshot["type"] == "room.snapshot"
+    assert snapshot["user"] == {"username": "alice"}
+    assert snapshot["generation"] is None
+    assert snapshot["room"] == {
+        "slug": "lounge",
+        "title": "Lounge",
+        "owner": "alice",
+        "model": "demo",
+        "provider": "demo",
+        "system_prompt": "",
+        "models": [],
+    }
+    [message] = snapshot["messages"]
+    assert message["text"] == "earlier" and message["author"] == "alice"
+    assert message["created_at"].endswith("Z")
+    presence = json.loads(await comm.receive_from())
+    assert presence == {"type": "presence", "users": ["alice"]}
+    await comm.disconnect()
+
+
+async def test_presence_tells_everyone_when_people_come_and_go(
+    connect: Connect, room: Room, alice: tuple[User, str], bob: tuple[User, str]
+) -> None:
+    a = await connect("lounge", alice[1])
+    b = await connect("lounge", bob[1])
+    assert b.frames[-1]["users"] == ["alice", "bob"]
+    assert (await a.until("presence"))["users"] == ["alice", "bob"]
+    a2 = await connect("lounge", alice[1])  # a second tab of alice changes nothing
+    assert a2.frames[-1]["users"] == ["alice", "bob"]
+    await b.comm.disconnect()
+    assert (await a.until("presence"))["users"] == ["alice"]
+
+
+async def test_a_message_reaches_every_tab_and_claude_answers(
+    connect: Connect, room: Room, alice: tuple[User, str], bob: tuple[User, str]
+) -> None:
+    a = await connect("lounge", alice[1])
+    b = await connect("lounge", bob[1])
+    await a.send({"type": "message.send", "text": "Hello\x00 Claude", "client_msg_id": "m-1"})
+    for tab in (a, b):
+        created = await tab.until("message.created")
+        assert created["message"]["text"] == "Hello Claude"
+        assert created["message"]["client_msg_id"] == "m-1"
+        assert created["message"]["role"] == "user" and created["message"]["status"] == "complete"
+    started = await a.until("generation.started")
+    assert started["model"] == "demo"
+    finished = {}
+    for tab in (a, b):
+        finished[tab] = await tab.until("generation.finished", timeout=20)
+    reply_id = started["message_id"]
+    for tab, fin in finished.items():
+        deltas = tab.deltas(reply_id)
+        assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
+        assert "".join(d["text"] for d in deltas) == fin["text"]
+        assert fin["status"] == "complete" and fin["stop_reason"] == "end_turn"
+        assert fin["error"] is None
+        assert "Hello Claude" in fin["text"]
+    stored = await Message.objects.aget(pk=reply_id)
+    assert stored.text == finished[a]["text"] and stored.status == "complete"
+    assert stored.output_tokens == finished[a]["usage"]["output_tokens"] > 0
+    assert stored.duration_ms is not None and stored.time_to_first_token_ms is not None
+
+
+async def test_a_repeated_client_msg_id_stores_nothing_and_sends_nothing(
+    connect: Connect, room: Room, alice: tuple[User, str]
+) -> None:
+    a = await connect("lounge", alice[1])
+    await a.send({"type": "message.send", "text": "once", "client_msg_id": "same"})
+    await a.until("generation.finished", timeout=20)
+    await a.send({"type": "message.send", "text": "twice, other text", "client_msg_id": "same"})
+    await a.send({"type": "sync"})
+    # The very next frame answers the sync: the repeat produced nothing at all.
+    snapshot = await a.next()
+    assert snapshot["type"] == "room.snapshot"
+    assert await Message.objects.filter(role="user").acount() == 1
+    assert await Message.objects.filter(role="assistant").acount() == 1
+    assert [m["client_msg_id"] for m in snapshot["messages"]] == ["same", None]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1]", "invalid_message"),
+        ('{"type": "shout"}', "unknown_type"),
+        ('{"type": "message.send", "text": "  "}', "empty"),
+        ('{"type": "message.send", "text": "' + "x" * 8001 + '"}', "too_long"),
+        (
+            '{"type": "message.send", "text": "hi", "client_msg_id": "' + "c" * 65 + '"}',
+            "invalid_message",
+        ),
+    ],
+)
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(
+    connect: Connect, room: Room, alice: tuple[User, str], raw: str, code: str
+) -> None:
+    a = await connect("lounge", alice[1])
+    await a.comm.send_to(text_data=raw)
+    error = await a.until("error")
+    assert error["type"] == "error" and error["code"] == code and error["message"]
+    await a.send({"type": "sync"})
+    assert (await a.next())["type"] == "room.snapshot"
+    assert await Message.objects.acount() == 0
+
+
+async def test_binary_frames_are_refused(
+    connect: Connect, room: Room, alice: tuple[User, str]
+) -> None:
+    a = await connect("lounge", alice[1])
+    await a.comm.send_to(bytes_data=b"\x00\x01")
+    assert (await a.until("error"))["code"] == "invalid_json"
+
+
+async def test_rate_limit_refuses_with_retry_after(
+    connect: Connect, room: Room, alice: tuple[User, str], settings: Any
+) -> None:
+    settings.CHAT_RATE_PER_MINUTE = 2
+    a = await connect("lounge", alice[1])
+    for i in range(2):
+        await a.send({"type": "message.send", "text": f"m{i}"})
+        await a.until("message.created")
+    await a.send({"type": "message.send", "text": "one too many"})
+    error = await a.until("error")
+    assert error["code"] == "rate_limited"
+    assert 0 < error["retry_after"] <= 60
+    assert await Message.objects.filter(role="user").acount() == 2
+
+
+# --- replies: stop, sync, hand-over, independence from the asking tab ----------------------
+
+
+async def test_stop_ends_the_reply_for_everyone_and_keeps_the_partial_text(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    bob: tuple[User, str],
+    use_fake_anthropic: Any,
+) -> None:
+    use_fake_anthropic.queue(Reply(chunks=[f"w{i} " for i in range(200)], delay=0.02))
+    a = await connect("lounge", alice[1])
+    b = await connect("lounge", bob[1])
+    await a.send({"type": "message.send", "text": "talk for a while"})
+    started = await a.until("generation.started")
+    await a.until("generation.delta", seq=3)
+    await b.send({"type": "generation.stop", "message_id": started["message_id"]})
+    for tab in (a, b):
+        fin = await tab.until("generation.finished")
+        assert fin["status"] == "stopped" and fin["stop_reason"] is None
+        assert fin["text"] == "".join(d["text"] for d in tab.deltas(started["message_id"]))
+        assert 0 < len(fin["text"]) < len("".join(f"w{i} " for i in range(200)))
+    stored = await Message.objects.aget(pk=started["message_id"])
+    assert stored.status == "stopped" and stored.text == fin["text"]
+
+
+async def test_sync_mid_reply_gives_the_exact_text_so_far(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: Any
+) -> None:
+    use_fake_anthropic.queue(Reply(chunks=[f"t{i} " for i in range(60)], delay=0.02))
+    a = await connect("lounge", alice[1])
+    await a.send({"type": "message.send", "text": "go"})
+    started = await a.until("generation.started")
+    await a.until("generation.delta", seq=2)
+    await a.send({"type": "sync"})
+    snapshot = await a.until("room.snapshot")
+    generation = snapshot["generation"]
+    assert generation["message_id"] == started["message_id"]
+    before = [d for d in a.deltas(started["message_id"]) if d["seq"] <= generation["seq"]]
+    assert generation["text"] == "".join(d["text"] for d in before)
+    [streaming] = [m for m in snapshot["messages"] if m["status"] == "streaming"]
+    assert streaming["id"] == started["message_id"] and streaming["text"] == generation["text"]
+    fin = await a.until("generation.finished")
+    after = [d for d in a.deltas(started["message_id"]) if d["seq"] > generation["seq"]]
+    assert generation["text"] + "".join(d["text"] for d in after) == fin["text"]
+
+
+async def test_the_reply_outlives_the_tab_that_asked(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    bob: tuple[User, str],
+    use_fake_anthropic: Any,
+) -> None:
+    use_fake_anthropic.queue(Reply(chunks=[f"x{i} " for i in range(40)], delay=0.02))
+    a = await connect("lounge", alice[1])
+    b = await connect("lounge", bob[1])
+    await a.send({"type": "message.send", "text": "answer bob too"})
+    await b.until("generation.delta", seq=1)
+    await a.comm.disconnect()
+    fin = await b.until("generation.finished")
+    assert fin["status"] == "complete"
+    assert fin["text"] == "".join(f"x{i} " for i in range(40))
+
+
+async def test_messages_sent_during_a_reply_are_answered_together_next(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    bob: tuple[User, str],
+    use_fake_anthropic: Any,
+) -> None:
+    use_fake_anthropic.queue(Reply(chunks=["first "] * 30, delay=0.02), Reply(chunks=["second"]))
+    a = await connect("lounge", alice[1])
+    await a.send({"type": "message.send", "text": "q1"})
+    first = await a.until("generation.started")
+    await a.until("generation.delta", seq=1)
+    await a.send({"type": "message.send", "text": "q2"})
+    await a.send({"type": "message.send", "text": "q3"})
+    await a.until("generation.finished", message_id=first["message_id"])
+    second = await a.until("generation.started")
+    fin = await a.until("generation.finished", message_id=second["message_id"])
+    assert fin["text"] == "second"
+    assert await a.quiet(0.5)  # no third reply
+    requests = use_fake_anthropic.requests
+    assert len(requests) == 2
+    last_turn = requests[1].body["messages"][-1]["content"][0]["text"]
+    assert "alice: q2" in last_turn and "alice: q3" in last_turn
+
+
+async def test_retries_before_the_first_token_are_announced(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: Any
+) -> None:
+    use_fake_anthropic.queue(Fail(429, retry_after=0.2), Fail(529), Reply(chunks=["ok"]))
+    a = await connect("lounge", alice[1])
+    await a.send({"type": "message.send", "text": "hi"})
+    started = await a.until("generation.started")
+    first = await a.until("generation.retrying")
+    assert first["attempt"] == 2 and first["reason"] == "rate_limited"
+    assert first["retry_in"] >= 0.2 and first["message_id"] == started["message_id"]
+    second = await a.until("generation.retrying")
+    assert second["attempt"] == 3 and second["reason"] == "overloaded"
+    fin = await a.until("generation.finished")
+    assert fin["status"] == "complete" and fin["text"] == "ok"
+
+
+async def test_a_rejected_key_is_a_configuration_error_without_retries(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: Any
+) -> None:
+    use_fake_anthropic.queue(Fail(401))
+    a = await connect("lounge", alice[1])
+    await a.send({"type": "message.send", "text": "hi"})
+    fin = await a.until("generation.finished")
+    assert fin["status"] == "error" and fin["text"] == ""
+    assert fin["error"]["code"] == "configuration"
+    assert "misconfigured" in fin["error"]["message"]
+    assert "test-key" not in json.dumps(fin)
+    assert not any(f["type"] == "generation.retrying" for f in a.frames)
+    assert len(use_fake_anthropic.requests) == 1
+
+
+async def test_request_carries_labelled_history_system_prompt_and_max_tokens(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: Any, settings: Any
+) -> None:
+    settings.LLM_MAX_TOKENS = 321
+    await Room.objects.filter(pk=room.pk).aupdate(system_prompt="Be brief.")
+    a = await connect("lounge", alice[1])
+    await a.send({"type": "message.send", "text": "first"})
+    await a.until("generation.finished")
+    await a.send({"type": "message.send", "text": "second"})
+    await a.until("generation.finished")
+    request = use_fake_anthropic.requests[-1]
+    body = request.body
+    assert request.headers["authorization"] == "Bearer test-key"
+    assert body["max_tokens"] == 321 and body["model"] == "claude-sonnet-5-5"
+    assert body["system"] == [
+        {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
+    ]
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["user", "assistant", "user"]
+    assert body["messages"][0]["content"][0]["text"] == "alice: first"
+    assert body["messages"][1]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert body["messages"][2]["content"][0]["text"] == "alice: second"
+
+
+# --- room settings ------------------------------------------------------------------------
+
+
+async def test_owner_updates_the_room_and_everyone_hears(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    bob: tuple[User, str],
+    use_fake_anthropic: Any,
+) -> None:
+    a = await connect("lounge", alice[1])
+    b = await connect("lounge", bob[1])
+    await a.send({"type": "room.update", "title": "Study", "model": "claude-haiku-5-5"})
+    for tab in (a, b):
+        updated = await tab.until("room.updated")
+        assert updated["room"]["title"] == "Study"
+        assert updated["room"]["model"] == "claude-haiku-5-5"
+        assert updated["room"]["models"] == ["claude-sonnet-5-5", "claude-haiku-5-5"]
+    await b.send({"type": "room.update", "title": "Mine now"})
+    assert (await b.until("error"))["code"] == "forbidden"
+    await a.send({"type": "room.update", "model": "claude-sonnet-4-5"})
+    refused = await a.until("error")
+    assert refused["code"] == "invalid_message" and "deprecated" in refused["message"]
+    await a.send({"type": "room.update", "model": "gpt-5"})
+    assert (await a.until("error"))["code"] == "invalid_message"
+    stored = await Room.objects.aget(pk=room.pk)
+    assert (stored.title, stored.model) == ("Study", "claude-haiku-5-5")
