@@ -114,6 +114,8 @@ export class RoomView {
       const title = room.title || room.slug;
       setText($("room-title"), title);
       document.title = `${title} · Roomchat`;
+      const placeholder = `Message ${title}…`;
+      if ($("composer-text").placeholder !== placeholder) $("composer-text").placeholder = placeholder;
       setText($("room-model"), room.model || "—");
       setText($("room-provider"), room.provider || "—");
       this.renderDemoBadge(room.provider === "demo");

@@ -1,0 +1,1 @@
+"""Browser tests: Chromium via Playwright against real server processes."""
