@@ -249,6 +249,29 @@ LLM_STALL_TIMEOUT = env_number("LLM_STALL_TIMEOUT", 30, minimum=0.1)
 LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5, minimum=1)
 LLM_BREAKER_COOLDOWN = env_number("LLM_BREAKER_COOLDOWN", 30, minimum=0.1)
 LLM_FALLBACK_MODEL = env_str("LLM_FALLBACK_MODEL")
+if LLM_PROVIDER == "anthropic":
+    from chatsite.llm.catalog import configuration_problems
+
+    # A deprecated model refuses startup (docs/providers.md): better a failed release than
+    # replies that break on the model's end-of-life date.
+    _model_errors, _model_warnings = configuration_problems(
+        default=ANTHROPIC_MODEL,
+        summary=LLM_SUMMARY_MODEL,
+        fallback=LLM_FALLBACK_MODEL,
+        allowed=LLM_ALLOWED_MODELS,
+    )
+    for _warning in _model_warnings:
+        log.warning("%s", _warning)
+    if _model_errors:
+        raise ImproperlyConfigured("; ".join(_model_errors))
+# Input tokens a request may use: the window minus the reply cap minus 10 %. It must hold a
+# system prompt (4,000 characters) and a long message besides the history.
+LLM_MIN_REQUEST_BUDGET = 4096
+if LLM_CONTEXT_WINDOW - LLM_MAX_TOKENS - LLM_CONTEXT_WINDOW // 10 < LLM_MIN_REQUEST_BUDGET:
+    raise ImproperlyConfigured(
+        "LLM_CONTEXT_WINDOW minus LLM_MAX_TOKENS minus 10 % must leave at least "
+        f"{LLM_MIN_REQUEST_BUDGET} tokens for the conversation"
+    )
 # First retry waits about this long (then doubling, with jitter); tests make it small.
 LLM_RETRY_BASE_DELAY = env_number("LLM_RETRY_BASE_DELAY", 1.0)
 # Demo provider pace; tests speed it up.

@@ -10,42 +10,42 @@ from typing import Any
 
 import anthropic
 import httpx2
-from anthropic.resources.messages.messages import DEPRECATED_MODELS
 
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage, UsageUpdate
+from .catalog import deprecation_date, is_deprecated, offered_models
 from .errors import ConfigurationError, LLMError, RetryableError, StreamBrokenError
 
 log = logging.getLogger(__name__)
 
+__all__ = ["AnthropicProvider", "build_params", "deprecation_date", "is_deprecated"]
+
 EPHEMERAL = {"type": "ephemeral"}
+# The Messages API refuses a request with more cache breakpoints than this.
+MAX_CACHE_BREAKPOINTS = 4
 # Statuses that say the request itself is wrong: retrying cannot help.
 CONFIGURATION_STATUSES = {400, 401, 402, 403, 404, 413, 422}
 
 
-def deprecation_date(model: str) -> str | None:
-    """The end-of-life date the SDK lists for a deprecated `model`, else None."""
-    return DEPRECATED_MODELS.get(model)
-
-
-def is_deprecated(model: str) -> bool:
-    """Whether the SDK lists `model` as deprecated (about to reach, or past, end of life)."""
-    return model in DEPRECATED_MODELS
-
-
 def build_params(request: ChatRequest) -> dict[str, Any]:
-    """The Messages API body: system blocks and the stable history carry cache breakpoints."""
+    """The Messages API body: system blocks and the stable history carry cache breakpoints.
+
+    At most three breakpoints: the system prompt (changes when the owner edits it), the
+    summary (changes at each fold) and the end of the stable history (moves every turn). A
+    fold then still reads the system prompt from the cache, and between folds the whole
+    prefix up to the previous turn is read at cache prices.
+    """
     system: list[dict[str, Any]] = []
-    if request.system:
-        system.append({"type": "text", "text": request.system})
-    if request.summary:
-        system.append({"type": "text", "text": request.summary})
-    if system:
-        # One breakpoint after the system blocks: they change rarely (owner edits, summary folds).
-        system[-1]["cache_control"] = EPHEMERAL
+    for text in (request.system, request.summary):
+        if text:
+            system.append({"type": "text", "text": text, "cache_control": EPHEMERAL})
+    # Only the newest marked turns fit under the API's limit (the builder marks one).
+    marked = [i for i, turn in enumerate(request.turns) if turn.cache_breakpoint]
+    room_left = MAX_CACHE_BREAKPOINTS - len(system)
+    breakpoints = set(marked[max(0, len(marked) - room_left) :])
     messages: list[dict[str, Any]] = []
-    for turn in request.turns:
+    for index, turn in enumerate(request.turns):
         block: dict[str, Any] = {"type": "text", "text": turn.text}
-        if turn.cache_breakpoint:
+        if index in breakpoints:
             block["cache_control"] = EPHEMERAL
         messages.append({"role": turn.role, "content": [block]})
     params: dict[str, Any] = {
@@ -111,11 +111,14 @@ class AnthropicProvider:
         default_model: str = "claude-sonnet-5-5",
         allowed_models: list[str] | None = None,
         stall_timeout: float = 30.0,
+        summary_model: str = "claude-haiku-5-5",
     ) -> None:
         self.api_key = api_key  # never logged
         self.base_url = base_url or None
         self.default_model = default_model
-        self.allowed_models = [m for m in (allowed_models or []) if not is_deprecated(m)]
+        # SPEC §4: what owners may pick is the allow-list minus what the SDK calls deprecated.
+        self.allowed_models = offered_models(allowed_models or [])
+        self._summary_model = summary_model
         self.stall_timeout = stall_timeout
         # An httpx2 connection pool belongs to one event loop: one client per loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -143,6 +146,9 @@ class AnthropicProvider:
 
     def selectable_models(self) -> list[str]:
         return list(self.allowed_models)
+
+    def summary_model(self) -> str:
+        return self._summary_model
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         params = build_params(request)

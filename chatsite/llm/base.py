@@ -27,6 +27,11 @@ class ChatRequest:
     max_tokens: int
     # Summary of older, folded turns; sent as a second system block so the prompt prefix is stable.
     summary: str = ""
+    # The newest user message as its author wrote it (no label, not merged): the demo quotes it.
+    latest_message: str = ""
+    # "reply" streams into a room; "summary" folds old turns in the background (the demo answers
+    # it offline with a summary instead of its demo reply).
+    purpose: Literal["reply", "summary"] = "reply"
 
 
 @dataclass
@@ -84,6 +89,10 @@ class Provider(Protocol):
 
     def selectable_models(self) -> list[str]:
         """Models a room owner may pick (empty when the provider has one fixed model)."""
+        ...
+
+    def summary_model(self) -> str:
+        """The (cheap) model that writes long rooms' summaries."""
         ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from .base import Turn
 
@@ -22,9 +23,20 @@ class HistoryItem:
 
 
 def estimate_tokens(text: str) -> int:
-    """A deliberately pessimistic token count: ~3 ASCII characters a token, 1 token per other."""
+    """A deliberately pessimistic token count: ~3 ASCII characters a token, 1 token per other.
+
+    Claude's tokenizer averages about 4 characters a token on English prose and code, so this
+    overcounts ordinary text by about a third; text denser than 3 characters a token (base64,
+    long digit runs, emoji) is what the 10 % margin of `request_budget` is for. See
+    docs/providers.md, "Token budget".
+    """
     ascii_chars = sum(1 for ch in text if ord(ch) < 128)
     return ascii_chars // 3 + (len(text) - ascii_chars) + 1
+
+
+def turns_cost(turns: Sequence[Turn]) -> int:
+    """The estimated input tokens of these turns, framing included."""
+    return sum(estimate_tokens(t.text) + TURN_OVERHEAD for t in turns)
 
 
 def request_budget(context_window: int, max_tokens: int) -> int:
@@ -40,6 +52,7 @@ def label(item: HistoryItem) -> str:
 def merge_turns(history: Sequence[HistoryItem]) -> list[Turn]:
     """Alternating user/assistant turns: consecutive messages of one role become one turn."""
     turns: list[Turn] = []
+    role: Literal["user", "assistant"]
     for item in history:
         if item.role == "assistant":
             text = item.text
@@ -50,9 +63,9 @@ def merge_turns(history: Sequence[HistoryItem]) -> list[Turn]:
             text = label(item)
             role = "user"
         if turns and turns[-1].role == role:
-            turns[-1] = Turn(role, turns[-1].text + "\n\n" + text)  # type: ignore[arg-type]
+            turns[-1] = Turn(role, turns[-1].text + "\n\n" + text)
         else:
-            turns.append(Turn(role, text))  # type: ignore[arg-type]
+            turns.append(Turn(role, text))
     while turns and turns[0].role == "assistant":
         turns.pop(0)  # the Messages API starts with a user turn
     return turns
@@ -84,9 +97,31 @@ def with_cache_breakpoint(turns: list[Turn]) -> list[Turn]:
     return marked
 
 
+def clip_turn(turn: Turn, budget: int) -> Turn:
+    """The turn cut to its newest characters so that it costs at most `budget` tokens."""
+    if estimate_tokens(turn.text) + TURN_OVERHEAD <= budget:
+        return turn
+    # Every character costs at most one token in the estimate, plus one for the text: keep
+    # that many of the newest characters, after a one-token mark that something was cut.
+    keep = max(0, budget - TURN_OVERHEAD - 2)
+    return Turn(turn.role, "…" + turn.text[len(turn.text) - keep :] if keep else "…")
+
+
 def build_turns(
     history: Sequence[HistoryItem], budget: int, fixed_tokens: int = 0
 ) -> tuple[tuple[Turn, ...], int]:
-    """Turns for a request whose system prompt and summary cost `fixed_tokens`."""
-    kept, dropped = fit_turns(merge_turns(history), max(0, budget - fixed_tokens))
+    """Turns for a request whose system prompt and summary cost `fixed_tokens`.
+
+    The estimated total (`fixed_tokens` + `turns_cost`) never exceeds `budget`: whole turns
+    are dropped oldest first and, should the newest alone be too long, it is cut.
+    """
+    room = max(0, budget - fixed_tokens)
+    kept, dropped = fit_turns(merge_turns(history), room)
+    if kept and turns_cost(kept) > room:
+        kept = [clip_turn(kept[-1], room)]  # fit_turns left only the newest turn
     return tuple(with_cache_breakpoint(kept)), dropped
+
+
+def latest_user_text(history: Sequence[HistoryItem]) -> str:
+    """The newest user message's own words (the demo provider quotes them)."""
+    return next((item.text for item in reversed(history) if item.role == "user"), "")

@@ -6,13 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage
+from .summary import demo_summary
 
 QUOTE_CHARS = 80
 
 
 def demo_reply(newest_user_text: str) -> str:
     """The fixed Markdown reply (60-120 words) quoting the newest user message."""
-    quote = " ".join(newest_user_text.split())[:QUOTE_CHARS] or "(nothing)"
+    # Its first 80 characters, on one line so that they cannot break the Markdown around them.
+    quote = " ".join(newest_user_text.strip()[:QUOTE_CHARS].split()) or "(nothing)"
     return (
         "## Demo reply\n\n"
         f"You wrote: \u201c{quote}\u201d\n\n"
@@ -56,14 +58,26 @@ class DemoProvider:
     def selectable_models(self) -> list[str]:
         return []
 
+    def summary_model(self) -> str:
+        return "demo"
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        newest = next((t.text for t in reversed(request.turns) if t.role == "user"), "")
-        # Strip the "name: " label the context builder puts on user turns.
-        last_line = newest.rsplit("\n\n", 1)[-1]
-        quote = last_line.split(": ", 1)[1] if ": " in last_line else last_line
-        words = split_words(demo_reply(quote))
+        if request.purpose == "summary":
+            # Background work nobody watches: no pacing.
+            text = demo_summary(request.turns[-1].text if request.turns else "")
+            yield TextDelta(text)
+            yield StreamEnd("end_turn", Usage(output_tokens=len(text.split())))
+            return
+        words = split_words(demo_reply(request.latest_message or _unlabelled(request)))
         for word in words:
             await asyncio.sleep(self.delay)
             yield TextDelta(word)
         output = sum(1 for w in words if w.strip())
         yield StreamEnd("end_turn", Usage(output_tokens=output))
+
+
+def _unlabelled(request: ChatRequest) -> str:
+    """The newest user turn's last message without its "name: " label (for bare requests)."""
+    newest = next((t.text for t in reversed(request.turns) if t.role == "user"), "")
+    last = newest.rsplit("\n\n", 1)[-1]
+    return last.split(": ", 1)[1] if ": " in last else last

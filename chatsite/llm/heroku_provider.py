@@ -9,22 +9,44 @@ from typing import Any
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage
 from .errors import ConfigurationError, LLMError, RetryableError, StreamBrokenError
 
 # OpenAI finish reasons in Anthropic's words (SPEC: stop -> end_turn, length -> max_tokens).
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
 
 
-def build_messages(request: ChatRequest) -> list[dict[str, str]]:
-    """Chat messages with plain-string content (Heroku rejects content lists)."""
-    messages: list[dict[str, str]] = []
+def build_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
+    """Chat messages with plain-string content (Heroku rejects content lists).
+
+    The system prompt and the summary become one system message: OpenAI-style APIs expect a
+    single leading one, and there are no cache breakpoints to place here.
+    """
+    messages: list[ChatCompletionMessageParam] = []
     system = "\n\n".join(part for part in (request.system, request.summary) if part)
     if system:
         messages.append({"role": "system", "content": system})
-    messages.extend({"role": turn.role, "content": turn.text} for turn in request.turns)
+    for turn in request.turns:
+        if turn.role == "user":
+            messages.append({"role": "user", "content": turn.text})
+        else:
+            messages.append({"role": "assistant", "content": turn.text})
     return messages
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None
 
 
 def translate_error(exc: Exception) -> LLMError:
@@ -32,30 +54,39 @@ def translate_error(exc: Exception) -> LLMError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         summary = f"heroku inference {status}: {exc.message}"
-        retry_after = None
-        raw = exc.response.headers.get("retry-after") if exc.response is not None else None
-        if raw:
-            try:
-                retry_after = max(0.0, float(raw))
-            except ValueError:
-                retry_after = None
         if status == 429:
-            return RetryableError("rate_limited", summary, retry_after)
+            return RetryableError("rate_limited", summary, _retry_after(exc))
         if status == 529:
-            return RetryableError("overloaded", summary, retry_after)
+            return RetryableError("overloaded", summary, _retry_after(exc))
         if status in {408, 409} or status >= 500:
-            return RetryableError("server_error", summary, retry_after)
+            return RetryableError("server_error", summary, _retry_after(exc))
         return ConfigurationError(summary, status)
     if isinstance(exc, openai.APIConnectionError):
+        # Includes APITimeoutError: the SDK wraps read timeouts (stalls) and cut bodies in it.
         return RetryableError("connection", f"heroku inference connection error: {exc}")
     if isinstance(exc, openai.APIError):
-        # An error object inside the stream.
-        return RetryableError("server_error", f"heroku inference stream error: {exc.message}")
+        # An `error` object inside the stream (HTTP 200).
+        detail = f"heroku inference stream error {exc.type or ''}: {exc.message}"
+        if exc.type == "overloaded_error":
+            return RetryableError("overloaded", detail)
+        return RetryableError("server_error", detail)
     if isinstance(exc, httpx2.TimeoutException):
         return RetryableError("connection", f"stalled: {type(exc).__name__}")
     if isinstance(exc, httpx2.TransportError):
         return RetryableError("connection", f"stream cut: {type(exc).__name__}: {exc}")
     return StreamBrokenError(f"{type(exc).__name__}: {exc}")
+
+
+def usage_from(usage: Any) -> Usage:
+    """OpenAI usage in Anthropic's terms: cached prompt tokens are cache reads, not input."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    prompt = usage.prompt_tokens or 0
+    return Usage(
+        input_tokens=max(0, prompt - cached),
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_input_tokens=cached,
+    )
 
 
 class HerokuProvider:
@@ -68,6 +99,7 @@ class HerokuProvider:
         self.key = key  # never logged
         self.model_id = model_id
         self.stall_timeout = stall_timeout
+        # An httpx2 connection pool belongs to one event loop: one client per loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
@@ -79,7 +111,7 @@ class HerokuProvider:
             client = openai.AsyncOpenAI(
                 api_key=self.key,
                 base_url=self.base_url,
-                max_retries=0,
+                max_retries=0,  # the reply runner retries, and announces it to the room
                 timeout=httpx2.Timeout(60.0, connect=10.0, read=self.stall_timeout),
             )
             self._clients[loop] = client
@@ -91,28 +123,30 @@ class HerokuProvider:
     def selectable_models(self) -> list[str]:
         return []
 
+    def summary_model(self) -> str:
+        return self.model_id  # the app has one model attached
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         finish: str | None = None
         usage = Usage()
         try:
             stream = await self.client().chat.completions.create(
                 model=self.model_id,
-                messages=build_messages(request),  # type: ignore[arg-type]
+                messages=build_messages(request),
                 max_tokens=request.max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = Usage(
-                        input_tokens=chunk.usage.prompt_tokens or 0,
-                        output_tokens=chunk.usage.completion_tokens or 0,
-                    )
-                for choice in chunk.choices:
-                    if choice.delta is not None and choice.delta.content:
-                        yield TextDelta(choice.delta.content)
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            # `async with` closes the response when a reply is stopped mid-stream.
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = usage_from(chunk.usage)
+                    for choice in chunk.choices:
+                        if choice.delta is not None and choice.delta.content:
+                            yield TextDelta(choice.delta.content)
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
         except LLMError:
             raise
         except Exception as exc:  # SDK and transport errors: translate, never leak SDK types

@@ -21,6 +21,7 @@ def get_provider() -> Provider:
             default_model=settings.ANTHROPIC_MODEL,
             allowed_models=settings.LLM_ALLOWED_MODELS,
             stall_timeout=settings.LLM_STALL_TIMEOUT,
+            summary_model=settings.LLM_SUMMARY_MODEL,
         )
     if settings.LLM_PROVIDER == "heroku":
         from .heroku_provider import HerokuProvider
