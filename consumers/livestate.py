@@ -41,6 +41,10 @@ class SharedState(Protocol):
     async def release_room(self, room_id: int, token: str) -> None: ...
     async def room_locked(self, room_id: int) -> bool: ...
 
+    # The room's summary lock: one background summarizer per room, across processes.
+    async def acquire_summary(self, room_id: int, token: str, ttl: float) -> bool: ...
+    async def release_summary(self, room_id: int, token: str) -> None: ...
+
     # The running reply's text so far, for exact snapshots.
     async def start_generation(self, room_id: int, message_id: int, model: str) -> None: ...
     async def append_generation(
@@ -166,6 +170,13 @@ class RedisState:
 
     async def room_locked(self, room_id: int) -> bool:
         return bool(await self.redis().exists(self.key("room", room_id, "lock")))
+
+    async def acquire_summary(self, room_id: int, token: str, ttl: float) -> bool:
+        key = self.key("room", room_id, "summary-lock")
+        return bool(await self.redis().set(key, token, nx=True, px=int(ttl * 1000)))
+
+    async def release_summary(self, room_id: int, token: str) -> None:
+        await self.redis().eval(_RELEASE, 1, self.key("room", room_id, "summary-lock"), token)
 
     async def start_generation(self, room_id: int, message_id: int, model: str) -> None:
         gen, text = self.key("room", room_id, "gen"), self.key("room", room_id, "text")
@@ -294,6 +305,7 @@ class MemoryState:
 
     def __init__(self) -> None:
         self.locks: dict[int, _Lock] = {}
+        self.summary_locks: dict[int, _Lock] = {}
         self.generations: dict[int, LiveGeneration] = {}
         self.stops: set[tuple[int, int]] = set()
         self.presence: dict[int, dict[str, tuple[str, float]]] = {}
@@ -332,6 +344,18 @@ class MemoryState:
 
     async def room_locked(self, room_id: int) -> bool:
         return self._held(room_id) is not None
+
+    async def acquire_summary(self, room_id: int, token: str, ttl: float) -> bool:
+        lock = self.summary_locks.get(room_id)
+        if lock is not None and lock.expires > time.monotonic():
+            return False
+        self.summary_locks[room_id] = _Lock(token, time.monotonic() + ttl)
+        return True
+
+    async def release_summary(self, room_id: int, token: str) -> None:
+        lock = self.summary_locks.get(room_id)
+        if lock is not None and lock.token == token:
+            del self.summary_locks[room_id]
 
     async def start_generation(self, room_id: int, message_id: int, model: str) -> None:
         self.generations[room_id] = LiveGeneration(message_id, 0, "", model)

@@ -19,9 +19,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.llm.base import ChatRequest, Provider, StreamEnd, TextDelta, Usage, UsageUpdate
-from chatsite.llm.context import build_turns, estimate_tokens, request_budget
+from chatsite.llm.context import build_turns, estimate_tokens, latest_user_text, request_budget
 from chatsite.llm.errors import ConfigurationError, LLMError, RetryableError
 from chatsite.llm.registry import get_provider
+from chatsite.llm.summary import summary_block
 from chatsite.rooms import selectors, services
 from chatsite.rooms.services import ReplyOutcome
 
@@ -29,6 +30,7 @@ from . import protocol
 from .batching import DeltaBatcher
 from .broadcast import broadcast
 from .livestate import SharedState, shared_state
+from .summaries import summarizer
 
 log = logging.getLogger(__name__)
 
@@ -358,9 +360,14 @@ def _prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] 
     model = provider.model_for(room.model)
     message = services.start_reply(room_id, provider.name, model)
     history = selectors.reply_history(room, message.pk)
-    summary = f"Summary of the earlier conversation:\n{room.summary}" if room.summary else ""
-    fixed = estimate_tokens(room.system_prompt) + estimate_tokens(summary)
     budget = request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
+    summary = summary_block(room.summary)
+    fixed = estimate_tokens(room.system_prompt) + estimate_tokens(summary)
+    if summary and fixed > budget // 2:
+        # Only with a tiny window: the conversation itself comes first.
+        log.warning("reply %s: summary left out, it does not fit the context", message.pk)
+        summary = ""
+        fixed = estimate_tokens(room.system_prompt)
     turns, dropped = build_turns(history, budget, fixed)
     if dropped:
         log.info("reply %s: %s oldest turns left out to fit the context", message.pk, dropped)
@@ -370,6 +377,7 @@ def _prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] 
         turns=turns,
         max_tokens=settings.LLM_MAX_TOKENS,
         summary=summary,
+        latest_message=latest_user_text(history),
     )
     return message.pk, request
 
@@ -437,6 +445,9 @@ class ReplyRunner:
         if self.shutting_down:
             job.end_early("interrupted")
         await job.run()
+        if not self.shutting_down:
+            # Long rooms: fold old turns into the summary in the background, never in the way.
+            summarizer().after_reply(room_id, message_id)
 
     async def _keep_lock(self, room_id: int, token: str) -> None:
         ttl = settings.ROOM_LOCK_TTL

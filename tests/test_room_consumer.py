@@ -204,6 +204,7 @@ async def test_snapshot_then_presence_on_connect(
         "provider": "demo",
         "system_prompt": "",
         "models": [],
+        "summary_upto_id": 0,
     }
     [message] = snapshot["messages"]
     assert message["text"] == "earlier" and message["author"] == "alice"

@@ -50,17 +50,33 @@ def reply_history(room: Room, reply_id: int) -> list[HistoryItem]:
         .select_related("author")
         .order_by("-id")[:HISTORY_LIMIT]
     )
-    items = [
-        HistoryItem(
-            id=m.pk,
-            role=m.role,
-            author=m.author.username if m.author else None,
-            text=m.text,
-        )
-        for m in rows
-    ]
+    items = [_history_item(m) for m in rows]
     items.reverse()
     return items
+
+
+def summary_history(room: Room, upto_id: int) -> list[HistoryItem]:
+    """What a fold may look at: the unsummarized messages up to `upto_id`, oldest first."""
+    rows = (
+        room.messages.filter(id__gt=room.summary_upto_id, id__lte=upto_id)
+        .select_related("author")
+        .order_by("id")[:HISTORY_LIMIT]
+    )
+    items: list[HistoryItem] = []
+    for message in rows:
+        if message.status == Message.Status.STREAMING:
+            break  # its text is not final yet: nothing from here on may be folded
+        items.append(_history_item(message))
+    return items
+
+
+def _history_item(message: Message) -> HistoryItem:
+    return HistoryItem(
+        id=message.pk,
+        role=message.role,
+        author=message.author.username if message.author else None,
+        text=message.text,
+    )
 
 
 def client_msg_id_used(room: Room, author: AbstractBaseUser, client_msg_id: str) -> bool:

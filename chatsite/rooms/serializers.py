@@ -16,6 +16,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def room_data(room: Room, provider: Provider) -> dict[str, Any]:
+    """A Room (SPEC §6), plus the additive `summary_upto_id` (docs/protocol.md)."""
     return {
         "slug": room.slug,
         "title": room.title,
@@ -24,6 +25,8 @@ def room_data(room: Room, provider: Provider) -> dict[str, Any]:
         "provider": provider.name,
         "system_prompt": room.system_prompt,
         "models": provider.selectable_models(),
+        # Messages with ids up to this are folded into the summary the model reads (0: none).
+        "summary_upto_id": room.summary_upto_id,
     }
 
 

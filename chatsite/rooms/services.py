@@ -108,6 +108,20 @@ def finish_reply(message_id: int, outcome: ReplyOutcome) -> bool:
     return updated == 1
 
 
+def store_summary(room_id: int, expected_upto_id: int, upto_id: int, summary: str) -> Room | None:
+    """Store a fold unless another one landed first (compare-and-set on `summary_upto_id`).
+
+    Returns the updated room, or None when the summary moved meanwhile. `updated_at` stays:
+    a fold is not activity in the lobby's sense.
+    """
+    updated = Room.objects.filter(pk=room_id, summary_upto_id=expected_upto_id).update(
+        summary=summary, summary_upto_id=upto_id
+    )
+    if not updated:
+        return None
+    return Room.objects.select_related("owner").get(pk=room_id)
+
+
 def update_room_settings(
     room: Room, *, title: str | None, system_prompt: str | None, model: str | None
 ) -> Room:

@@ -1,0 +1,174 @@
+"""Long rooms: fold old turns into the room's running summary in a background task.
+
+After each reply the runner calls `summarizer().after_reply(...)`. That returns at once; a task
+decides (chatsite.llm.summary.plan_fold), takes the room's summary lock (one summarizer per
+room across processes), asks the provider's cheap model for the updated summary and stores it
+with a compare-and-set. Replies never wait for it: until the fold lands they use the previous
+summary, with `fit_turns` keeping them within budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chatsite.llm.base import ChatRequest, Provider, StreamEnd, TextDelta, Turn
+from chatsite.llm.context import estimate_tokens, request_budget
+from chatsite.llm.errors import LLMError
+from chatsite.llm.registry import get_provider
+from chatsite.llm.summary import (
+    SUMMARIZER_SYSTEM,
+    SUMMARY_MAX_TOKENS,
+    Fold,
+    clean_summary,
+    plan_fold,
+    summary_block,
+    summary_prompt,
+)
+from chatsite.rooms import selectors, services
+from chatsite.rooms.serializers import room_data
+
+from . import protocol
+from .broadcast import broadcast
+from .livestate import shared_state
+
+log = logging.getLogger(__name__)
+
+SUMMARY_TIMEOUT = 120.0  # seconds a summarizer call may take
+LOCK_TTL = SUMMARY_TIMEOUT + 30  # outlives the call, so a fold is never run twice at once
+RETRY_AFTER = 60.0  # after a failed fold, the room's next try waits this long
+
+
+@database_sync_to_async
+def plan(room_id: int, upto_id: int) -> tuple[Fold, str, int] | None:
+    """(what to fold, the current summary, the id it covers up to), or None."""
+    room = selectors.room_by_id(room_id)
+    if room is None:
+        return None
+    history = selectors.summary_history(room, upto_id)
+    fixed = estimate_tokens(room.system_prompt) + estimate_tokens(summary_block(room.summary))
+    budget = request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
+    fold = plan_fold(history, budget, fixed)
+    return None if fold is None else (fold, room.summary, room.summary_upto_id)
+
+
+async def summarize(provider: Provider, previous: str, fold: Fold) -> str:
+    """The updated summary from the provider's summary model; raises LLMError."""
+    request = ChatRequest(
+        model=provider.summary_model(),
+        system=SUMMARIZER_SYSTEM,
+        turns=(Turn("user", summary_prompt(previous, fold.items)),),
+        max_tokens=SUMMARY_MAX_TOKENS,
+        purpose="summary",
+    )
+    parts: list[str] = []
+    async for event in provider.stream(request):
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, StreamEnd):
+            if event.stop_reason == "max_tokens":
+                log.warning("summary hit its %s-token cap; kept as cut", SUMMARY_MAX_TOKENS)
+            break
+    summary = clean_summary("".join(parts))
+    if not summary:
+        raise LLMError("the summary came back empty")
+    return summary
+
+
+class Summarizer:
+    """This process's background folds, at most one per room."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.retry_at: dict[int, float] = {}  # rooms whose last fold failed: not before then
+
+    def after_reply(self, room_id: int, reply_id: int) -> None:
+        """Called when a reply ended: fold the room's history in the background if it is long."""
+        if room_id in self.tasks or time.monotonic() < self.retry_at.get(room_id, 0.0):
+            return
+        task = asyncio.create_task(self._fold(room_id, reply_id), name=f"summary-room-{room_id}")
+        self.tasks[room_id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(room_id, None))
+
+    async def _fold(self, room_id: int, reply_id: int) -> None:
+        try:
+            await self.fold(room_id, reply_id)
+        except Exception as exc:
+            self.retry_at[room_id] = time.monotonic() + RETRY_AFTER
+            detail = exc.detail if isinstance(exc, LLMError) else f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "summary of room %s failed (next try in %.0fs): %s", room_id, RETRY_AFTER, detail
+            )
+
+    async def fold(self, room_id: int, reply_id: int) -> bool:
+        """Fold now if the room needs it; True when a new summary was stored."""
+        if await plan(room_id, reply_id) is None:
+            return False
+        state = shared_state()
+        token = uuid.uuid4().hex
+        if not await state.acquire_summary(room_id, token, LOCK_TTL):
+            return False  # another process is folding this room
+        try:
+            # Again under the lock: another process may have folded while we looked.
+            planned = await plan(room_id, reply_id)
+            if planned is None:
+                return False
+            fold, previous, previous_upto = planned
+            started = time.monotonic()
+            async with asyncio.timeout(SUMMARY_TIMEOUT):
+                summary = await summarize(get_provider(), previous, fold)
+            room = await database_sync_to_async(services.store_summary)(
+                room_id, previous_upto, fold.upto_id, summary
+            )
+        finally:
+            try:
+                await state.release_summary(room_id, token)
+            except Exception as exc:  # it expires
+                log.warning("room %s's summary lock not released: %s", room_id, exc)
+        if room is None:
+            return False
+        self.retry_at.pop(room_id, None)
+        log.info(
+            "room %s: %s messages folded into the summary (up to id %s) in %.1fs",
+            room_id,
+            len(fold.items),
+            fold.upto_id,
+            time.monotonic() - started,
+        )
+        # Tabs learn where the summary now starts (Room.summary_upto_id).
+        await broadcast(room_id, protocol.room_updated(room_data(room, get_provider())))
+        return True
+
+    async def idle(self) -> None:
+        """Wait until no fold runs in this process (tests, shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
+
+    def cancel_all(self) -> None:
+        """Drop running folds (shutdown): nothing is stored half-way, and the lock expires."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+
+_summarizer: Summarizer | None = None
+
+
+def summarizer() -> Summarizer:
+    """This process's summarizer."""
+    global _summarizer
+    if _summarizer is None:
+        _summarizer = Summarizer()
+    return _summarizer
+
+
+def reset_summarizer() -> None:
+    """Forget the summarizer (tests start each case with a fresh one), cancelling its folds."""
+    global _summarizer
+    if _summarizer is not None:
+        _summarizer.cancel_all()
+    _summarizer = None
