@@ -153,6 +153,7 @@ export class RoomView {
     // "Claude is replying…", Stop, and the retry notice.
     $("replying").hidden = !replying;
     $("stop-button").hidden = !replying;
+    $("stop-button").disabled = !state.synced; // offline, a stop could not reach anyone
     const notice = $("notice");
     const retry = state.generation?.retry;
     notice.hidden = !retry;
