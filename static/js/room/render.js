@@ -119,6 +119,7 @@ export class RoomView {
       setText($("room-model"), room.model || "—");
       setText($("room-provider"), room.provider || "—");
       this.renderDemoBadge(room.provider === "demo");
+      $("demo-note").hidden = room.provider !== "demo";
       const owner = room.owner === state.me;
       $("settings-button").hidden = !owner;
       setText($("room-owner"), owner ? "you" : room.owner || "—");
