@@ -47,14 +47,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """A headless Chromium for one test.
-
-    Per test, not per module: while Playwright's sync API is alive it keeps an event loop
-    running in this thread, and Django then refuses database work here, including the flush
-    that ends each transactional test. Torn down before that flush, it stays out of the way.
-    """
+def _launch() -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         message = f"{CHROMIUM} is missing (apt-get install chromium)"
         if testenv.ON_CI:
@@ -71,6 +64,23 @@ def browser() -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium for one test.
+
+    Per test, not per module: while Playwright's sync API is alive it keeps an event loop
+    running in this thread, and Django then refuses database work here, including the flush
+    that ends each transactional test. Torn down before that flush, it stays out of the way.
+    """
+    yield from _launch()
+
+
+@pytest.fixture(scope="module")
+def module_browser() -> Iterator[Browser]:
+    """One Chromium for a whole module of tests that never touch the database."""
+    yield from _launch()
 
 
 @dataclass

@@ -243,8 +243,8 @@ def test_retrying_notice_and_owner_settings(
     person: PersonFactory,
     unique: Callable[[str], str],
 ) -> None:
-    # Overloaded once (retry after ~2 s), then a normal reply.
-    fake_anthropic.queue(Fail(529, retry_after=2), Reply(chunks=["Back ", "again."], delay=0.02))
+    # Overloaded once (retry after ~3 s), then a normal reply.
+    fake_anthropic.queue(Fail(529, retry_after=3), Reply(chunks=["Back ", "again."], delay=0.02))
     alice, bob = person("alice"), person("bob")
     slug = unique("room")
     alice_tab = alice.open_room(daphne_pair.a, slug)  # the first visitor owns the room

@@ -56,8 +56,8 @@ def _serve(route: Route) -> None:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
+def page(module_browser: Browser) -> Iterator[Page]:
+    context = module_browser.new_context()
     errors: list[str] = []
     # Nothing leaves the machine: every other URL (a link a test clicks, say) is refused.
     context.route("**/*", lambda route: route.abort())
