@@ -9,6 +9,9 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 log = logging.getLogger("roomchat.settings")
@@ -180,6 +183,13 @@ def redis_connection_options(url: str) -> dict[str, Any]:
         "socket_timeout": 15,
         "socket_connect_timeout": 5,
         "health_check_interval": 10,
+        # redis-py's own default (10 retries, up to 1 s apart) makes every call hang for
+        # seconds while Redis is down, and a pool without a client (the channel layer's) gets
+        # none, so the first PUBLISH after a restart fails on a dead pooled connection. Two
+        # quick retries on connection errors only: a timed-out command may have run already.
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2, (RedisConnectionError,)
+        ),
     }
     if url.startswith("rediss://"):
         # Heroku Redis presents self-signed certificates; plain redis:// rejects this option.
@@ -284,6 +294,9 @@ CHAT_MAX_TEXT = env_int("CHAT_MAX_TEXT", 8000, minimum=1)
 CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=1)
 # A reply's room lock lives this long unless renewed; a dead process frees its room by then.
 ROOM_LOCK_TTL = env_number("ROOM_LOCK_TTL", 15, minimum=1)
+# A socket whose client lets this many bytes pile up unread is dropped (docs/operations.md);
+# above the largest snapshot (50 messages of CHAT_MAX_TEXT characters), so a fresh one fits.
+WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 4 * 1024 * 1024, minimum=65536)
 
 # --- Logging -----------------------------------------------------------------------------
 
