@@ -1,0 +1,191 @@
+"""Fixtures for in-process consumer tests that talk to the fake model servers.
+
+Copied in spirit from tests/test_room_consumer.py, plus the Heroku (OpenAI-style) fake. A test
+module takes the fixtures with `from tests.consumer_fixtures import *  # noqa: F403` (pytest
+finds fixtures in the module's namespace) and imports the helpers (`Tab`, `Connect`,
+`make_user`) by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from chatsite.asgi import application
+from chatsite.llm.registry import get_provider
+from chatsite.rooms.models import Room
+from consumers import lifecycle
+from consumers.livestate import reset_shared_state
+from consumers.replies import reply_runner, reset_reply_runner
+from consumers.summaries import reset_summarizer, summarizer
+from tests.fakes import FakeAnthropic, FakeOpenAI
+
+__all__ = [
+    "alice",
+    "bob",
+    "connect",
+    "fake_openai",
+    "fresh_process",
+    "room",
+    "use_demo",
+    "use_fake_anthropic",
+    "use_fake_heroku",
+]
+
+TIMEOUT = 10
+INFERENCE_MODEL_ID = "claude-4-5-sonnet"  # what `heroku ai:models:create` names it
+INFERENCE_KEY = "inference-test-key"
+
+
+@pytest.fixture(autouse=True)
+async def fresh_process() -> AsyncIterator[None]:
+    """Each test is a fresh server process: no runner, no summarizer, no shared state."""
+    reset_shared_state()
+    reset_reply_runner()
+    reset_summarizer()
+    channel_layers.backends = {}
+    get_provider.cache_clear()
+    yield
+    # Like SIGTERM: replies still running end as interrupted before the loop goes away.
+    await reply_runner().shutdown(timeout=5)
+    reset_summarizer()
+    lifecycle.services_for_process().stop()
+    lifecycle.services_for_process().connections.clear()
+    get_provider.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """The fake OpenAI-style API (Heroku Managed Inference), one per module that imports it."""
+    fake = FakeOpenAI()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def use_fake_anthropic(settings: Any, fake_anthropic: FakeAnthropic) -> FakeAnthropic:
+    """LLM_PROVIDER=anthropic against the fake, from its default behaviour."""
+    fake_anthropic.reset()  # conftest resets it only for tests that name it directly
+    settings.LLM_PROVIDER = "anthropic"
+    settings.ANTHROPIC_API_KEY = "test-key"
+    settings.ANTHROPIC_BASE_URL = fake_anthropic.base_url
+    get_provider.cache_clear()
+    return fake_anthropic
+
+
+@pytest.fixture
+def use_fake_heroku(settings: Any, fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """LLM_PROVIDER=heroku against the OpenAI-style fake, as `heroku ai:models:create` sets it."""
+    fake_openai.reset()
+    settings.LLM_PROVIDER = "heroku"
+    settings.INFERENCE_URL = fake_openai.base_url
+    settings.INFERENCE_KEY = INFERENCE_KEY
+    settings.INFERENCE_MODEL_ID = INFERENCE_MODEL_ID
+    get_provider.cache_clear()
+    return fake_openai
+
+
+@pytest.fixture
+def use_demo(settings: Any) -> None:
+    settings.LLM_PROVIDER = "demo"
+    get_provider.cache_clear()
+
+
+def make_user(name: str) -> tuple[User, str]:
+    """A user and the value of a signed-in `sessionid` cookie."""
+    user = User.objects.create_user(name, password="pw-secret-123")
+    client = Client()
+    client.force_login(user)
+    return user, client.cookies["sessionid"].value
+
+
+@pytest.fixture
+def alice() -> tuple[User, str]:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob() -> tuple[User, str]:
+    return make_user("bob")
+
+
+@pytest.fixture
+def room(alice: tuple[User, str]) -> Room:
+    return Room.objects.create(
+        slug="lounge", title="Lounge", owner=alice[0], model="claude-sonnet-5-5"
+    )
+
+
+class Tab:
+    """A connected tab: every frame it received, in order."""
+
+    def __init__(self, comm: WebsocketCommunicator) -> None:
+        self.comm = comm
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.comm.send_to(text_data=json.dumps(frame))
+
+    async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        frame = json.loads(await self.comm.receive_from(timeout=timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, kind: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """Read frames until one of `kind` (with these field values) arrives."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.next(timeout)
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                    return frame
+
+    def deltas(self, message_id: int) -> list[dict[str, Any]]:
+        return [
+            f
+            for f in self.frames
+            if f["type"] == "generation.delta" and f["message_id"] == message_id
+        ]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]
+
+
+Connect = Callable[..., Any]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    """`await connect(slug, sessionid)`: a joined Tab (snapshot and presence read)."""
+    comms: list[WebsocketCommunicator] = []
+
+    async def open_tab(slug: str, sessionid: str) -> Tab:
+        headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={sessionid}".encode())]
+        comm = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
+        comms.append(comm)
+        tab = Tab(comm)
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        assert connected
+        assert (await tab.next())["type"] == "room.snapshot"
+        assert (await tab.next())["type"] == "presence"
+        return tab
+
+    yield open_tab
+    for comm in comms:
+        try:
+            await comm.disconnect(timeout=2)
+        except Exception:
+            pass
+
+
+async def summaries_idle() -> None:
+    """Wait for this process's background folds to end."""
+    await summarizer().idle()
