@@ -274,6 +274,13 @@ if LLM_PROVIDER == "anthropic":
         log.warning("%s", _warning)
     if _model_errors:
         raise ImproperlyConfigured("; ".join(_model_errors))
+elif LLM_PROVIDER == "heroku":
+    from chatsite.llm.catalog import heroku_model_warning
+
+    # Heroku retires the model it serves on its own schedule: warn loudly, keep serving.
+    _heroku_warning = heroku_model_warning(INFERENCE_MODEL_ID)
+    if _heroku_warning:
+        log.warning("%s", _heroku_warning)
 # Input tokens a request may use: the window minus the reply cap minus 10 %. It must hold a
 # system prompt (4,000 characters) and a long message besides the history.
 LLM_MIN_REQUEST_BUDGET = 4096

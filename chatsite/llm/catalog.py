@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+# Heroku names Claude models family-last ("claude-4-5-sonnet"); Anthropic family-first.
+_HEROKU_CLAUDE = re.compile(r"^claude-(\d+(?:-\d+)?)-(sonnet|haiku|opus)(.*)$")
 
 
 def deprecation_date(model: str) -> str | None:
@@ -61,3 +65,20 @@ def configuration_problems(
     elif default not in offered_models(allowed):
         warnings.append(f"ANTHROPIC_MODEL={default} is not in LLM_ALLOWED_MODELS")
     return errors, warnings
+
+
+def anthropic_name(heroku_model_id: str) -> str:
+    """Anthropic's name for a Heroku Managed Inference Claude model id (others unchanged)."""
+    match = _HEROKU_CLAUDE.match(heroku_model_id)
+    return f"claude-{match[2]}-{match[1]}{match[3]}" if match else heroku_model_id
+
+
+def heroku_model_warning(model_id: str) -> str | None:
+    """A warning when the attached Heroku model is one Anthropic has deprecated."""
+    retiring = deprecation_date(anthropic_name(model_id))
+    if retiring is None:
+        return None
+    return (
+        f"INFERENCE_MODEL_ID={model_id} is deprecated by Anthropic (end of life {retiring}): "
+        "attach a current model with `heroku ai:models:create`"
+    )

@@ -9,8 +9,10 @@ from anthropic.resources.messages.messages import DEPRECATED_MODELS
 
 from chatsite.llm.anthropic_provider import AnthropicProvider
 from chatsite.llm.catalog import (
+    anthropic_name,
     configuration_problems,
     deprecation_date,
+    heroku_model_warning,
     is_deprecated,
     offered_models,
 )
@@ -63,6 +65,16 @@ def test_deprecated_configured_models_are_errors_and_allow_list_entries_warnings
     ]
     assert "November 30th, 2026" in errors[0]
     assert any("claude-sonnet-4-5 is deprecated" in w for w in warnings)
+
+
+def test_heroku_claude_ids_are_checked_under_anthropic_names() -> None:
+    assert anthropic_name("claude-4-5-sonnet") == "claude-sonnet-4-5"
+    assert anthropic_name("claude-5-5-haiku") == "claude-haiku-5-5"
+    assert anthropic_name("claude-4-sonnet") == "claude-sonnet-4"
+    assert anthropic_name("gpt-oss-120b") == "gpt-oss-120b"
+    warning = heroku_model_warning("claude-4-5-sonnet")
+    assert warning is not None and "November 30th, 2026" in warning
+    assert heroku_model_warning("claude-5-5-sonnet") is None
 
 
 def django_check(**env: str) -> subprocess.CompletedProcess[str]:
