@@ -447,7 +447,7 @@ class ReplyRunner:
         await job.run()
         if not self.shutting_down:
             # Long rooms: fold old turns into the summary in the background, never in the way.
-            summarizer().after_reply(room_id, message_id)
+            summarizer().after_reply(room_id, message_id, request)
 
     async def _keep_lock(self, room_id: int, token: str) -> None:
         ttl = settings.ROOM_LOCK_TTL

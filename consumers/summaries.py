@@ -18,10 +18,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.llm.base import ChatRequest, Provider, StreamEnd, TextDelta, Turn
-from chatsite.llm.context import estimate_tokens, request_budget
+from chatsite.llm.context import estimate_tokens, request_budget, turns_cost
 from chatsite.llm.errors import LLMError
 from chatsite.llm.registry import get_provider
 from chatsite.llm.summary import (
+    FOLD_AT,
     SUMMARIZER_SYSTEM,
     SUMMARY_MAX_TOKENS,
     Fold,
@@ -80,6 +81,21 @@ async def summarize(provider: Provider, previous: str, fold: Fold) -> str:
     return summary
 
 
+def may_need_fold(request: ChatRequest) -> bool:
+    """Whether the room behind a reply's request may be long enough to fold (no database).
+
+    The reply itself is not in the request: allow twice its cap, since the estimate
+    overcounts real tokens.
+    """
+    size = (
+        estimate_tokens(request.system)
+        + estimate_tokens(request.summary)
+        + turns_cost(request.turns)
+        + 2 * settings.LLM_MAX_TOKENS
+    )
+    return size > FOLD_AT * request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
+
+
 class Summarizer:
     """This process's background folds, at most one per room."""
 
@@ -87,8 +103,13 @@ class Summarizer:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.retry_at: dict[int, float] = {}  # rooms whose last fold failed: not before then
 
-    def after_reply(self, room_id: int, reply_id: int) -> None:
-        """Called when a reply ended: fold the room's history in the background if it is long."""
+    def after_reply(self, room_id: int, reply_id: int, request: ChatRequest | None = None) -> None:
+        """Called when a reply ended: fold the room's history in the background if it is long.
+
+        With the reply's `request`, rooms clearly too short to fold cost nothing more.
+        """
+        if request is not None and not may_need_fold(request):
+            return
         if room_id in self.tasks or time.monotonic() < self.retry_at.get(room_id, 0.0):
             return
         task = asyncio.create_task(self._fold(room_id, reply_id), name=f"summary-room-{room_id}")

@@ -116,3 +116,14 @@ def test_demo_summary_is_deterministic_and_bounded_across_folds() -> None:
         summary = demo_summary(summary_prompt(summary, items))
     lines = summary.splitlines()
     assert len(lines) == 13 and all(ln.endswith("…") for ln in lines[1:])
+
+
+def test_short_rooms_do_not_even_look_for_a_fold(settings) -> None:
+    from chatsite.llm.base import ChatRequest, Turn
+    from consumers.summaries import may_need_fold
+
+    settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS = 20_000, 500
+    short = ChatRequest("m", "Be brief.", (Turn("user", "alice: hi"),), 500)
+    assert not may_need_fold(short)
+    long = ChatRequest("m", "Be brief.", (Turn("user", "alice: " + "word " * 10_000),), 500)
+    assert may_need_fold(long)
