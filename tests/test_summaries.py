@@ -87,7 +87,7 @@ async def test_a_long_room_is_summarized_in_the_background_and_the_next_request_
     fake.queue(
         Reply(chunks=["Answer one."]),
         # The summarizer's call: slow, so that the room goes on while it runs.
-        Reply(chunks=["- bob and alice ", "traded words and answers"], first_delay=1.5),
+        Reply(chunks=["- bob and alice ", "traded words and answers"], first_delay=2.5),
         Reply(chunks=["Answer two."]),
     )
     a = await connect("lounge", alice[1])
