@@ -1,0 +1,1 @@
+"""Performance benchmarks (see bench/README.md)."""
