@@ -1,5 +1,6 @@
 """What a server process does besides answering sockets: keep presence fresh, reap replies
-whose process died, notice a Redis restart, and end running replies cleanly on SIGTERM."""
+whose process died, notice a Redis outage or restart and recover from it, and end running
+replies cleanly on SIGTERM. docs/operations.md describes each failure from the outside."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chatsite.llm.base import Usage
@@ -18,7 +21,7 @@ from chatsite.rooms import selectors, services
 from chatsite.rooms.models import Message
 from chatsite.rooms.services import ReplyOutcome
 
-from . import protocol
+from . import chat, protocol
 from .broadcast import broadcast
 from .livestate import RedisState, shared_state
 from .replies import reply_runner
@@ -30,8 +33,9 @@ log = logging.getLogger(__name__)
 
 PRESENCE_EVERY = 10.0  # seconds between presence refreshes (entries live 30 s)
 REAP_EVERY = 3.0  # seconds between looks for orphaned replies and unanswered rooms
-REDIS_WATCH_EVERY = 2.0  # seconds between checks that Redis is the same server
+REDIS_WATCH_EVERY = 2.0  # seconds between checks that Redis answers and is the same server
 REJOIN_EVERY = 3600.0  # re-add group memberships well inside channels_redis' 24 h expiry
+LAYER_PROBE_TIMEOUT = 15.0  # how long recovery waits for the channel layer to carry a frame
 
 
 class ProcessServices:
@@ -44,6 +48,10 @@ class ProcessServices:
         # Streaming replies seen without a lock holder, and since when (reaped if it lasts).
         self.suspects: dict[int, float] = {}
         self.redis_run_id: str | None = None
+        # Since when Redis has not answered (monotonic), None while it answers.
+        self.redis_down_since: float | None = None
+        self.recoveries = 0  # completed recoveries after an outage or restart (for tests, logs)
+        self._probe: LayerProbe | None = None
 
     def ensure_started(self) -> None:
         """Start the loops on the running event loop, once."""
@@ -51,10 +59,11 @@ class ProcessServices:
         if self.loop is loop and self.tasks:
             return
         self.loop = loop
+        rejoin = rejoin_interval()
         self.tasks = [
             loop.create_task(self._every(PRESENCE_EVERY, self.refresh_presence)),
             loop.create_task(self._every(REAP_EVERY, self.reap_once)),
-            loop.create_task(self._every(REJOIN_EVERY, self.rejoin_all, first_after=REJOIN_EVERY)),
+            loop.create_task(self._every(rejoin, self.rejoin_all, first_after=rejoin)),
         ]
         if isinstance(shared_state(), RedisState):
             self.tasks.append(loop.create_task(self._every(REDIS_WATCH_EVERY, self.watch_redis)))
@@ -63,8 +72,13 @@ class ProcessServices:
         for task in self.tasks:
             task.cancel()
         self.tasks = []
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
-    async def _every(self, seconds: float, job: Any, first_after: float = 0.0) -> None:
+    async def _every(
+        self, seconds: float, job: Callable[[], Awaitable[None]], first_after: float = 0.0
+    ) -> None:
         await asyncio.sleep(first_after)
         while True:
             try:
@@ -72,11 +86,16 @@ class ProcessServices:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s failed: %s: %s", job.__name__, type(exc).__name__, exc)
+                # While Redis is known to be down, the watcher has said so once already.
+                level = logging.DEBUG if self.redis_down_since is not None else logging.WARNING
+                log.log(level, "%s failed: %s: %s", job.__name__, type(exc).__name__, exc)
             await asyncio.sleep(seconds)
 
-    async def refresh_presence(self) -> None:
-        """Keep this process's connections present and drop those of dead processes."""
+    async def refresh_presence(self, announce: bool = False) -> None:
+        """Keep this process's connections present and drop those of dead processes.
+
+        `announce`: also tell each of our rooms who is there (after Redis lost the sets).
+        """
         state = shared_state()
         entries = [(room_id, c.conn_id, name) for c, room_id, name in self.connections.values()]
         await state.presence_refresh(entries)
@@ -86,6 +105,9 @@ class ProcessServices:
                 after = await state.presence_users(room_id)
                 if after != before:
                     await broadcast(room_id, protocol.presence(after))
+        if announce:
+            for room_id in {room_id for _, room_id, _ in self.connections.values()}:
+                await broadcast(room_id, protocol.presence(await state.presence_users(room_id)))
 
     async def reap_once(self) -> None:
         """Interrupt replies whose process died; start replies nobody started."""
@@ -116,23 +138,154 @@ class ProcessServices:
                 await runner.request(room_id)
 
     async def watch_redis(self) -> None:
-        """After a Redis restart (it keeps nothing), rebuild memberships and presence."""
+        """Notice Redis going away, coming back, or coming back empty (a restart), and recover.
+
+        A restart (INFO run_id changes) lost every key: locks, live replies, presence and, with
+        the core channel layer, group memberships. An outage without a restart lost only the
+        frames published meanwhile. Either way every socket gets a fresh snapshot once the
+        channel layer carries frames again, so no tab is left behind silently.
+        """
         state = shared_state()
         assert isinstance(state, RedisState)
-        info = await state.redis().info("server")
+        try:
+            info = await state.redis().info("server")
+        except Exception as exc:
+            if self.redis_down_since is None:
+                self.redis_down_since = time.monotonic()
+                log.error(
+                    "Redis is unreachable (%s: %s): live frames, presence and new replies wait "
+                    "for it; sockets stay open",
+                    type(exc).__name__,
+                    exc,
+                )
+            return
         run_id = str(info.get("run_id", ""))
         previous, self.redis_run_id = self.redis_run_id, run_id
-        if previous is not None and previous != run_id:
-            log.warning("Redis restarted (run_id changed): rejoining groups, resending snapshots")
-            await self.rejoin_all()
-            await self.refresh_presence()
+        down_since, self.redis_down_since = self.redis_down_since, None
+        restarted = previous is not None and previous != run_id
+        if down_since is not None:
+            log.warning(
+                "Redis answers again after %.1f s%s",
+                time.monotonic() - down_since,
+                " (it restarted and lost its data)" if restarted else "",
+            )
+        elif restarted:
+            log.warning("Redis restarted (run_id changed) and lost its data")
+        if restarted or down_since is not None:
+            await self.recover(lost_data=restarted)
+
+    async def recover(self, lost_data: bool) -> None:
+        """Rebuild what Redis lost, then resynchronise every socket of this process."""
+        started = time.monotonic()
+        if lost_data:
+            # Locks first: until then another process could start a second reply in a room.
+            await reply_runner().reassert()
+        await self.rejoin_all()
+        if not await self.layer_works():
+            log.error("the channel layer does not carry frames yet; sockets resync later")
+            self.redis_down_since = self.redis_down_since or time.monotonic()
+            return
+        await self.resync_all()
+        await self.refresh_presence(announce=True)
+        self.recoveries += 1
+        log.warning(
+            "recovered from the Redis outage in %.1f s: %s sockets resynchronised",
+            time.monotonic() - started,
+            len(self.connections),
+        )
+
+    async def layer_works(self) -> bool:
+        """Whether a frame sent through the channel layer comes back to this process.
+
+        The pubsub layer resubscribes on its own after reconnecting, about a second after Redis
+        is back; until then frames are lost, so snapshots sent earlier could miss some.
+        """
+        if self._probe is None:
+            self._probe = LayerProbe()
+        return await self._probe.round_trip(LAYER_PROBE_TIMEOUT)
 
     async def rejoin_all(self) -> None:
+        """Add every socket to its room's group again (core layer: memberships live in Redis
+        and expire after `group_expiry`; pubsub: in-process, so this is cheap and harmless)."""
         for consumer, _, _ in list(self.connections.values()):
             try:
                 await consumer.rejoin_group()
             except Exception as exc:
                 log.warning("rejoin failed: %s", exc)
+
+    async def resync_all(self) -> None:
+        """Send every socket a fresh snapshot: one database read per room, not per socket."""
+        by_room: dict[int, list[tuple[RoomConsumer, str]]] = {}
+        for consumer, room_id, username in list(self.connections.values()):
+            by_room.setdefault(room_id, []).append((consumer, username))
+        for room_id, members in by_room.items():
+            try:
+                frame = await chat.snapshot(room_id, "")
+            except Exception as exc:
+                log.warning("room %s not resynchronised: %s", room_id, exc)
+                continue
+            for consumer, username in members:
+                try:
+                    await consumer.send_frame({**frame, "user": {"username": username}})
+                except Exception as exc:
+                    log.debug("resync of a socket failed: %s", exc)
+
+
+class LayerProbe:
+    """A channel of this process that frames can be sent to, to prove the layer works again."""
+
+    def __init__(self) -> None:
+        self.channel: str | None = None
+        self.waiting: dict[str, asyncio.Future[None]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    async def round_trip(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        layer = get_channel_layer()
+        if layer is None:
+            return True
+        if self.channel is None:
+            self.channel = await layer.new_channel()
+            # One reader for the process's lifetime: cancelling a pubsub receive unsubscribes.
+            self.reader = asyncio.create_task(self._read(layer, self.channel))
+        while loop.time() < deadline:
+            nonce = uuid.uuid4().hex
+            arrived = self.waiting[nonce] = loop.create_future()
+            try:
+                await layer.send(self.channel, {"type": "probe", "nonce": nonce})
+                await asyncio.wait_for(arrived, min(1.0, max(0.01, deadline - loop.time())))
+                return True
+            except Exception:
+                await asyncio.sleep(0.2)
+            finally:
+                self.waiting.pop(nonce, None)
+        return False
+
+    async def _read(self, layer: Any, channel: str) -> None:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis still away (core layer): try again shortly
+                await asyncio.sleep(0.5)
+                continue
+            future = self.waiting.get(message.get("nonce", ""))
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+def rejoin_interval() -> float:
+    """How often memberships are renewed: well inside the layer's group expiry."""
+    expiry = getattr(get_channel_layer(), "group_expiry", None)
+    if isinstance(expiry, int | float) and expiry > 0:
+        return max(1.0, min(REJOIN_EVERY, expiry / 4))
+    return REJOIN_EVERY
 
 
 _services = ProcessServices()
@@ -197,8 +350,11 @@ def install_daphne_hooks() -> None:
 
     if "twisted.internet.reactor" not in sys.modules:
         return
-    from twisted.internet import defer, reactor
+    from twisted.internet import defer
+    from twisted.internet import reactor as installed
 
+    # The module object stands for the installed reactor; its stubs do not say which one.
+    reactor: Any = installed
     if not hasattr(reactor, "_asyncioEventloop"):
         return
 
@@ -206,8 +362,8 @@ def install_daphne_hooks() -> None:
         asyncio.get_event_loop().call_soon(_services.ensure_started)
 
     def before_shutdown() -> Any:
-        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
+        loop = reactor._asyncioEventloop
         return defer.Deferred.fromFuture(asyncio.ensure_future(shutdown(), loop=loop))
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)

@@ -11,7 +11,7 @@ import asyncio
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 
@@ -71,9 +71,11 @@ class SharedState(Protocol):
     # Messages one user may send per minute, across processes: seconds to wait, or None.
     async def rate_limit_hit(self, user_id: int, limit: int, window: float) -> float | None: ...
 
-    # The circuit breaker around the model.
+    # The circuit breaker around the model, shared by every process. `breaker_allows` is asked
+    # once per reply before its first attempt; `breaker_record` hears once per reply how it
+    # ended (see docs/operations.md) and returns True when that failure opened the circuit.
     async def breaker_allows(self, cooldown: float) -> bool: ...
-    async def breaker_record(self, success: bool, threshold: int, cooldown: float) -> None: ...
+    async def breaker_record(self, success: bool, threshold: int, cooldown: float) -> bool: ...
 
 
 def _member(conn_id: str, username: str) -> str:
@@ -233,7 +235,7 @@ class RedisState:
 
     async def presence_leave(self, room_id: int, conn_id: str) -> None:
         key = self.key("room", room_id, "presence")
-        members = await self.redis().zrange(key, 0, -1)
+        members = cast(list[str], await self.redis().zrange(key, 0, -1))  # decode_responses
         gone = [m for m in members if m.startswith(conn_id + "\x1f")]
         if gone:
             await self.redis().zrem(key, *gone)
@@ -251,7 +253,7 @@ class RedisState:
 
     async def presence_users(self, room_id: int) -> list[str]:
         key = self.key("room", room_id, "presence")
-        members = await self.redis().zrangebyscore(key, time.time(), "+inf")
+        members = cast(list[str], await self.redis().zrangebyscore(key, time.time(), "+inf"))
         return sorted({_username(m) for m in members})
 
     async def presence_expire(self, room_id: int) -> int:
@@ -276,19 +278,25 @@ class RedisState:
         probe = self.key("breaker", "probe")
         return bool(await self.redis().set(probe, 1, nx=True, px=int(cooldown * 1000)))
 
-    async def breaker_record(self, success: bool, threshold: int, cooldown: float) -> None:
+    async def breaker_record(self, success: bool, threshold: int, cooldown: float) -> bool:
         failures = self.key("breaker", "failures")
         if success:
             await self.redis().delete(
                 failures, self.key("breaker", "open_until"), self.key("breaker", "probe")
             )
-            return
+            return False
         count = int(await self.redis().incr(failures))
+        # "Consecutive" within a few minutes: old failures must not add up with new ones.
         await self.redis().expire(failures, int(max(cooldown * 10, 60)))
-        if count >= threshold:
-            until = time.time() + cooldown
-            await self.redis().set(self.key("breaker", "open_until"), until, ex=int(cooldown * 10))
-            await self.redis().delete(self.key("breaker", "probe"))
+        if count < threshold:
+            return False
+        # Reached or past the threshold (a failed probe lands here too): open (again).
+        until = time.time() + cooldown
+        await self.redis().set(
+            self.key("breaker", "open_until"), until, ex=max(1, int(cooldown * 10))
+        )
+        await self.redis().delete(self.key("breaker", "probe"))
+        return True
 
 
 # --- memory (one process) ------------------------------------------------------------------
@@ -435,16 +443,18 @@ class MemoryState:
         self.breaker_probe_until = now + cooldown
         return True
 
-    async def breaker_record(self, success: bool, threshold: int, cooldown: float) -> None:
+    async def breaker_record(self, success: bool, threshold: int, cooldown: float) -> bool:
         if success:
             self.breaker_failures = 0
             self.breaker_open_until = None
             self.breaker_probe_until = 0.0
-            return
+            return False
         self.breaker_failures += 1
-        if self.breaker_failures >= threshold:
-            self.breaker_open_until = time.monotonic() + cooldown
-            self.breaker_probe_until = 0.0
+        if self.breaker_failures < threshold:
+            return False
+        self.breaker_open_until = time.monotonic() + cooldown
+        self.breaker_probe_until = 0.0
+        return True
 
 
 _state: SharedState | None = None

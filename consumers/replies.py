@@ -8,6 +8,7 @@ room's lock (renewed while it streams), and every batch of text goes to the room
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -24,6 +25,7 @@ from chatsite.llm.errors import ConfigurationError, LLMError, RetryableError
 from chatsite.llm.registry import get_provider
 from chatsite.llm.summary import summary_block
 from chatsite.rooms import selectors, services
+from chatsite.rooms.models import Message
 from chatsite.rooms.services import ReplyOutcome
 
 from . import protocol
@@ -49,7 +51,7 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before `attempt` (2 for the first retry): doubling, jittered, capped,
     and never shorter than the server's retry-after."""
-    ceiling = min(MAX_RETRY_DELAY, base * 2 ** (attempt - 2))
+    ceiling = min(MAX_RETRY_DELAY, base * 2.0 ** (attempt - 2))
     delay = ceiling * rng.uniform(0.5, 1.0)
     return max(delay, retry_after or 0.0)
 
@@ -84,6 +86,11 @@ class DeltaEmitter:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a delta is recorded and sent: whoever holds it sees `seq` and `text` agree."""
+        return self._lock
 
     async def add(self, text: str) -> None:
         if not text:
@@ -140,6 +147,7 @@ class ReplyJob:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     _publish_failed: bool = False
+    _finishing: bool = False
     _stream_task: asyncio.Task[ReplyOutcome] | None = None
 
     def __post_init__(self) -> None:
@@ -181,12 +189,31 @@ class ReplyJob:
                 log.debug("stop check failed: %s", exc)
 
     async def _stream(self) -> ReplyOutcome:
+        """Ask the circuit breaker, call the model (with retries), tell the breaker the outcome.
+
+        The breaker hears about each reply once: a reply that retried four times and then gave
+        up is one failure, not five. So LLM_BREAKER_FAILURES counts replies that users saw
+        fail, whatever LLM_MAX_RETRIES is; one reply's own retries cannot open the circuit; and
+        the half-open probe keeps its retries instead of being refused by its own probe slot.
+        Stopped or interrupted replies and configuration errors say nothing about the upstream's
+        health and are not counted.
+        """
+        if not await self._breaker_allows():
+            log.warning("reply %s not attempted: the circuit breaker is open", self.message_id)
+            return self._outcome("error", "upstream_unavailable", "circuit breaker open")
+        outcome = await self._attempts()
+        if outcome.status == "complete":
+            await self._breaker_record(True)
+        elif outcome.error_code in {"upstream_unavailable", "upstream_error"}:
+            await self._breaker_record(False)
+        return outcome
+
+    async def _attempts(self) -> ReplyOutcome:
+        """Stream the reply; before the first token, retry what is worth retrying."""
         cfg = settings
         attempt = 1
         rng = random.Random()
         while True:
-            if not await self._breaker_allows():
-                return self._outcome("error", "upstream_unavailable", "circuit breaker open")
             try:
                 async for event in self.provider.stream(self.request):
                     if isinstance(event, TextDelta):
@@ -197,33 +224,27 @@ class ReplyJob:
                         self.usage = event.usage
                     elif isinstance(event, StreamEnd):
                         self.usage = event.usage
-                        await self._breaker_record(True)
                         return self._outcome("complete", stop_reason=event.stop_reason)
-                return self._outcome("error", "upstream_error", "stream ended without an end")
+                log.warning("reply %s: the stream ended without an end event", self.message_id)
+                code = "upstream_error" if self.emitter.received_any else "upstream_unavailable"
+                return self._outcome("error", code, "stream ended without an end")
             except RetryableError as exc:
-                await self._breaker_record(False)
                 if self.emitter.received_any:
+                    # Text already reached the room: a retry would repeat it. Keep the part.
                     log.warning(
                         "reply %s broke after the first token: %s", self.message_id, exc.detail
                     )
                     return self._outcome("error", "upstream_error", exc.detail)
                 if attempt > cfg.LLM_MAX_RETRIES:
-                    log.warning("reply %s: retries exhausted: %s", self.message_id, exc.detail)
+                    log.warning(
+                        "reply %s: giving up after %s attempts: %s",
+                        self.message_id,
+                        attempt,
+                        exc.detail,
+                    )
                     return self._outcome("error", "upstream_unavailable", exc.detail)
                 attempt += 1
-                if (
-                    exc.reason == "overloaded"
-                    and cfg.LLM_FALLBACK_MODEL
-                    and self.provider.name == "anthropic"
-                ):
-                    self.request = ChatRequest(
-                        model=cfg.LLM_FALLBACK_MODEL,
-                        system=self.request.system,
-                        turns=self.request.turns,
-                        max_tokens=self.request.max_tokens,
-                        summary=self.request.summary,
-                    )
-                    self.model = cfg.LLM_FALLBACK_MODEL
+                self._maybe_fall_back(exc)
                 delay = backoff_delay(attempt, cfg.LLM_RETRY_BASE_DELAY, exc.retry_after, rng)
                 log.info(
                     "reply %s: %s, attempt %s in %.2fs: %s",
@@ -245,10 +266,32 @@ class ReplyJob:
                 log.error("reply %s refused by the model: %s", self.message_id, exc.detail)
                 return self._outcome("error", "configuration", exc.detail)
             except LLMError as exc:
-                await self._breaker_record(False)
                 log.warning("reply %s failed: %s", self.message_id, exc.detail)
                 code = "upstream_error" if self.emitter.received_any else "upstream_unavailable"
                 return self._outcome("error", code, exc.detail)
+
+    def _maybe_fall_back(self, exc: RetryableError) -> None:
+        """Switch to LLM_FALLBACK_MODEL when the primary is overloaded (before the first token).
+
+        Once switched, the remaining attempts stay on the fallback: the primary just said it
+        has no room, and flapping between models would only add latency.
+        """
+        fallback = settings.LLM_FALLBACK_MODEL
+        if (
+            exc.reason != "overloaded"
+            or not fallback
+            or fallback == self.model
+            or self.provider.name != "anthropic"
+        ):
+            return
+        log.warning(
+            "reply %s: %s is overloaded, trying the fallback model %s",
+            self.message_id,
+            self.model,
+            fallback,
+        )
+        self.request = dataclasses.replace(self.request, model=fallback)
+        self.model = fallback
 
     async def _breaker_allows(self) -> bool:
         try:
@@ -258,11 +301,19 @@ class ReplyJob:
 
     async def _breaker_record(self, success: bool) -> None:
         try:
-            await self.state.breaker_record(
+            opened = await self.state.breaker_record(
                 success, settings.LLM_BREAKER_FAILURES, settings.LLM_BREAKER_COOLDOWN
             )
         except Exception as exc:
             log.debug("breaker update failed: %s", exc)
+            return
+        if opened:
+            log.error(
+                "circuit breaker open: %s consecutive replies failed upstream; new replies fail "
+                "fast for %ss, then one probe is let through",
+                settings.LLM_BREAKER_FAILURES,
+                settings.LLM_BREAKER_COOLDOWN,
+            )
 
     def _outcome(
         self, status: str, error_code: str = "", detail: str = "", stop_reason: str | None = None
@@ -302,8 +353,21 @@ class ReplyJob:
             log.warning("live state of reply %s not updated: %s", self.message_id, exc)
         await broadcast(self.room_id, protocol.generation_delta(self.message_id, seq, text))
 
+    async def restore_live_state(self) -> None:
+        """Write the live state (text of deltas 1..seq) again: Redis restarted and lost it.
+
+        Under the emitter's lock, so no delta is recorded meanwhile and seq and text agree.
+        """
+        async with self.emitter.lock:
+            if self._finishing:
+                return
+            await self.state.append_generation(
+                self.room_id, self.message_id, self.emitter.seq, "", self.emitter.text
+            )
+
     async def _finish(self, outcome: ReplyOutcome) -> None:
         await self.emitter.flush()
+        self._finishing = True
         text = self.emitter.text
         status = outcome.status
         if self.ending is not None and status != "complete":
@@ -324,6 +388,10 @@ class ReplyJob:
             model=self.model,
         )
         stored = await store_ending(self.message_id, final)
+        if stored is None:
+            # Keep the live text: once the database is back, the reaper stores it (interrupted).
+            log.error("reply %s not stored: the database is unavailable", self.message_id)
+            return
         if not stored:
             log.warning("reply %s was already finished elsewhere", self.message_id)
         try:
@@ -340,15 +408,16 @@ class ReplyJob:
             )
 
 
-async def store_ending(message_id: int, outcome: ReplyOutcome) -> bool:
-    """Store a reply's ending; retried a few times, since losing it would leave it streaming."""
+async def store_ending(message_id: int, outcome: ReplyOutcome) -> bool | None:
+    """Store a reply's ending: True if stored, False if it had ended already (e.g. reaped),
+    None if the database kept failing (retried a few times: the reply would stay streaming)."""
     for attempt in range(5):
         try:
-            return await database_sync_to_async(services.finish_reply)(message_id, outcome)
+            return bool(await database_sync_to_async(services.finish_reply)(message_id, outcome))
         except Exception as exc:
             log.error("storing reply %s failed (attempt %s): %s", message_id, attempt + 1, exc)
             await asyncio.sleep(0.2 * 2**attempt)
-    return False
+    return None
 
 
 @database_sync_to_async
@@ -388,6 +457,7 @@ class ReplyRunner:
     def __init__(self) -> None:
         self.jobs: dict[int, ReplyJob] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tokens: dict[int, str] = {}  # the lock token of each room we run a reply in
         self.shutting_down = False
 
     @property
@@ -405,9 +475,32 @@ class ReplyRunner:
         except Exception as exc:
             log.error("cannot take room %s's lock: %s", room_id, exc)
             return False
+        if room_id in self.tasks or await self._reply_still_streaming(room_id):
+            await self._release(room_id, token)
+            return False
+        self.tokens[room_id] = token
         task = asyncio.create_task(self._run_room(room_id, token), name=f"reply-room-{room_id}")
         self.tasks[room_id] = task
         return True
+
+    async def _reply_still_streaming(self, room_id: int) -> bool:
+        """Whether the database says a reply of the room still runs although we hold the lock.
+
+        That happens when Redis restarted and lost the lock of a live reply (its holder takes it
+        back at its next renewal) or when the holder died (the reaper interrupts the reply, then
+        starts the next one). Either way a second reply must not start beside it.
+        """
+        try:
+            return bool(await database_sync_to_async(_has_streaming_reply)(room_id))
+        except Exception as exc:
+            log.error("cannot check room %s for a running reply: %s", room_id, exc)
+            return True  # the reaper tries again later
+
+    async def _release(self, room_id: int, token: str) -> None:
+        try:
+            await self.state.release_room(room_id, token)
+        except Exception as exc:
+            log.warning("room %s's lock not released (it expires): %s", room_id, exc)
 
     async def _run_room(self, room_id: int, token: str) -> None:
         keeper = asyncio.create_task(self._keep_lock(room_id, token))
@@ -417,17 +510,18 @@ class ReplyRunner:
             log.exception("reply in room %s crashed", room_id)
         finally:
             keeper.cancel()
-            try:
-                await self.state.release_room(room_id, token)
-            except Exception as exc:
-                log.warning("room %s's lock not released (it expires): %s", room_id, exc)
+            await self._release(room_id, token)
             self.tasks.pop(room_id, None)
             self.jobs.pop(room_id, None)
+            self.tokens.pop(room_id, None)
         # Released first, checked second: a message stored meanwhile is never left unanswered.
-        if not self.shutting_down and await database_sync_to_async(selectors.has_unanswered)(
-            room_id
-        ):
-            await self.request(room_id)
+        if self.shutting_down:
+            return
+        try:
+            if await database_sync_to_async(selectors.has_unanswered)(room_id):
+                await self.request(room_id)
+        except Exception as exc:  # the database is down: the reaper starts the reply later
+            log.warning("room %s: next reply not started: %s", room_id, exc)
 
     async def _run_reply(self, room_id: int) -> None:
         provider = get_provider()
@@ -462,15 +556,49 @@ class ReplyRunner:
     def running(self, room_id: int) -> bool:
         return room_id in self.tasks
 
+    async def reassert(self) -> None:
+        """After Redis restarted empty: take our rooms' locks back and rewrite live replies.
+
+        Until then another process could take a room whose reply runs here, and snapshots
+        would show a running reply without its text.
+        """
+        ttl = settings.ROOM_LOCK_TTL
+        for room_id, token in list(self.tokens.items()):
+            try:
+                if not await self.state.renew_room(room_id, token, ttl):
+                    log.error("room %s's lock was taken by another process", room_id)
+                job = self.jobs.get(room_id)
+                if job is not None:
+                    await job.restore_live_state()
+            except Exception as exc:
+                log.warning("room %s's lock and live state not restored: %s", room_id, exc)
+
     async def shutdown(self, timeout: float = 20.0) -> None:
         """Interrupt every running reply: store partial text, tell the rooms, free the locks."""
         self.shutting_down = True
-        for job in list(self.jobs.values()):
-            job.end_early("interrupted")
-        tasks = list(self.tasks.values())
-        if tasks:
-            log.info("shutdown: interrupting %s running replies", len(tasks))
-            await asyncio.wait(tasks, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.tasks:
+            log.info("shutdown: interrupting %s running replies", len(self.tasks))
+        # In a loop: a reply whose lock was being taken as the shutdown began starts late, and
+        # ends as interrupted too (`_run_reply` looks at `shutting_down`).
+        while self.tasks:
+            for job in list(self.jobs.values()):
+                job.end_early("interrupted")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.error(
+                    "shutdown: %s replies did not end in %ss; their rooms free themselves "
+                    "when the locks expire",
+                    len(self.tasks),
+                    timeout,
+                )
+                return
+            await asyncio.wait(list(self.tasks.values()), timeout=min(remaining, 1.0))
+
+
+def _has_streaming_reply(room_id: int) -> bool:
+    return Message.objects.filter(room_id=room_id, status=Message.Status.STREAMING).exists()
 
 
 _runner: ReplyRunner | None = None

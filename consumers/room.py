@@ -3,23 +3,31 @@ function, send. Rules live in `consumers.chat`; the reply loop in `consumers.rep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 
-from . import chat, lifecycle, protocol
+from . import chat, lifecycle, protocol, transport
 from .broadcast import BROADCAST_EVENT, room_group
 from .protocol import FrameError, SendMessage, StopGeneration, Sync, UpdateRoom
 
 log = logging.getLogger(__name__)
+
+LAYER_RETRY_MAX = 2.0  # seconds between attempts to read from an unreachable channel layer
+
+LayerReceive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -28,6 +36,31 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
     group: str | None = None
     conn_id: str = ""
+    dropped = False  # the client stopped reading and its connection was aborted
+    _layer_receive: LayerReceive | None = None
+
+    # Channels sets `channel_receive` (the read from the channel layer) at the start of every
+    # connection and lets any exception from it end the consumer: with the core layer a Redis
+    # restart would close every socket with 1011 and a traceback. Wrapped, the read waits for
+    # Redis instead; the lifecycle watcher rejoins the groups and resends snapshots after.
+    @property
+    def channel_receive(self) -> LayerReceive:
+        assert self._layer_receive is not None
+        return self._layer_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: LayerReceive) -> None:
+        async def patient_receive() -> dict[str, Any]:
+            delay = 0.1
+            while True:
+                try:
+                    return await receive()
+                except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+                    log.debug("channel layer unreadable, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LAYER_RETRY_MAX)
+
+        self._layer_receive = patient_receive
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Called for every event; room broadcasts skip Channels' per-message DB cleanup hop."""
@@ -106,15 +139,39 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def room_broadcast(self, event: dict[str, Any]) -> None:
         """Called for each frame sent to the room's group: forward it as it is."""
+        if self._client_stalled():
+            return
         await self.send(text_data=event["frame"])
+
+    def _client_stalled(self) -> bool:
+        """Whether this client stopped reading; if so its connection is aborted (once).
+
+        Under daphne `send` never blocks: Twisted buffers what the client does not read, so a
+        stalled client costs memory, not other tabs' latency. Past WS_MAX_BACKLOG_BYTES we
+        drop it: the browser reconnects and a snapshot catches it up, cheaper than queueing.
+        """
+        if self.dropped:
+            return True
+        backlog = transport.outbound_backlog(self.base_send)
+        if backlog is None or backlog <= settings.WS_MAX_BACKLOG_BYTES:
+            return False
+        self.dropped = True
+        log.warning(
+            "closing a websocket in room %s: its client is not reading (%s bytes waiting)",
+            self.room.pk if self.room else "?",
+            backlog,
+        )
+        transport.abort(self.base_send)
+        return True
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
 
     async def rejoin_group(self) -> None:
-        """Called after Redis lost its state: subscribe again and let the tab resynchronise."""
+        """Join the room's group again: after Redis lost it, or before it expires (core layer).
+
+        The lifecycle watcher sends the snapshot that heals what was missed meanwhile.
+        """
         if self.group is None or self.room is None:
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
-        user = self.scope["user"]
-        await self.send_frame(await chat.snapshot(self.room.pk, user.username))
