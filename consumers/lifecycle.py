@@ -50,7 +50,6 @@ class ProcessServices:
         self.redis_run_id: str | None = None
         # Since when Redis has not answered (monotonic), None while it answers.
         self.redis_down_since: float | None = None
-        self.recoveries = 0  # completed recoveries after an outage or restart (for tests, logs)
         self._probe: LayerProbe | None = None
 
     def ensure_started(self) -> None:
@@ -172,14 +171,18 @@ class ProcessServices:
         elif restarted:
             log.warning("Redis restarted (run_id changed) and lost its data")
         if restarted or down_since is not None:
-            await self.recover(lost_data=restarted)
+            await self.recover()
 
-    async def recover(self, lost_data: bool) -> None:
-        """Rebuild what Redis lost, then resynchronise every socket of this process."""
+    async def recover(self) -> None:
+        """Rebuild what Redis lost, then resynchronise every socket of this process.
+
+        The same steps after a restart (Redis is empty) and after an outage (frames were lost,
+        and one longer than ROOM_LOCK_TTL let the locks expire).
+        """
         started = time.monotonic()
-        if lost_data:
-            # Locks first: until then another process could start a second reply in a room.
-            await reply_runner().reassert()
+        # Locks first: a restart lost them, and a long outage let them expire; until they are
+        # back another process could start a second reply in a room, or reap a live one.
+        await reply_runner().reassert()
         await self.rejoin_all()
         if not await self.layer_works():
             log.error("the channel layer does not carry frames yet; sockets resync later")
@@ -187,7 +190,6 @@ class ProcessServices:
             return
         await self.resync_all()
         await self.refresh_presence(announce=True)
-        self.recoveries += 1
         log.warning(
             "recovered from the Redis outage in %.1f s: %s sockets resynchronised",
             time.monotonic() - started,

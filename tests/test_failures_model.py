@@ -264,7 +264,9 @@ async def test_the_circuit_breaker_is_shared_by_all_processes(
     unique: Any,
 ) -> None:
     prefix = unique("breaker")
-    cooldown = 2.0
+    # The probe's slot lasts one cool-down: the probe below (3 s) and the reply refused while
+    # it runs must both fit in it, even on a loaded machine.
+    cooldown = 5.0
     env = {
         "REDIS_KEY_PREFIX": prefix,
         "LLM_BREAKER_FAILURES": "2",
@@ -304,7 +306,7 @@ async def test_the_circuit_breaker_is_shared_by_all_processes(
     await asyncio.sleep(max(0.0, open_until - time.time()) + 0.05)  # the cool-down itself
     other = await make_people(unique)
     tab_other = await join(ws_connect, a.ws_url, other.slug, other.alice_cookie)
-    fake_anthropic.queue(Reply(chunks=words("probe", 40), delay=0.05))
+    fake_anthropic.queue(Reply(chunks=words("probe", 60), delay=0.05))
     since = tab_b.mark()
     await tab_b.send({"type": "message.send", "text": "probe"})
     probe_id = (await tab_b.wait_for("generation.started", since=since))["message_id"]
@@ -454,7 +456,7 @@ async def test_breaker_counts_replies_not_attempts_and_lets_one_probe_through(
 ) -> None:
     settings.LLM_MAX_RETRIES = 1
     settings.LLM_BREAKER_FAILURES = 2
-    settings.LLM_BREAKER_COOLDOWN = 0.3
+    settings.LLM_BREAKER_COOLDOWN = 1.0  # also the probe's slot: longer than the probe below
     fake = in_process
     tab = await tabs()
     state = shared_state()
@@ -489,7 +491,7 @@ async def test_breaker_counts_replies_not_attempts_and_lets_one_probe_through(
     # The next probe succeeds, and while it runs nobody else gets through.
     other = await tabs()
     await cooled_down()
-    fake.queue(Reply(chunks=words("slow", 30), delay=0.05))
+    fake.queue(Reply(chunks=words("slow", 12), delay=0.05))
     await tab.send("probe two")
     probe_id = (await tab.until("generation.started"))["message_id"]
     await tab.until("generation.delta", message_id=probe_id)
