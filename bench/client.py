@@ -33,6 +33,8 @@ from bench.model_stub import parse_tokens
 
 LAG_PROBE_SECONDS = 0.005
 CONNECT_CONCURRENCY = 10
+SETTLE_QUIET = 1.0  # seconds without any frame: the room is quiet
+SETTLE_LIMIT = 120.0
 FINISHED = b'"generation.finished"'
 
 
@@ -187,11 +189,21 @@ async def run(spec: dict[str, Any]) -> None:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     await asyncio.gather(*(open_tab(tab, gate) for tab in tabs))
     live = [tab for tab in tabs if tab.conn is not None and not tab.error]
-    watchers = [asyncio.create_task(watch_tab(tab)) for tab in live]
+    watchers: list[asyncio.Task[Any]] = [asyncio.create_task(watch_tab(tab)) for tab in live]
     print(f"READY {len(live)} {len(tabs) - len(live)}", flush=True)
 
     loop = asyncio.get_running_loop()
     line = await loop.run_in_executor(None, sys.stdin.readline)
+    if line.strip() == "SETTLE":
+        # Joins broadcast presence to the whole room: wait until that storm has drained.
+        began = time.time()
+        while time.time() - began < SETTLE_LIMIT:
+            last = max((tab.frames[-1][0] for tab in live if tab.frames), default=began)
+            if time.time() - last >= SETTLE_QUIET:
+                break
+            await asyncio.sleep(0.1)
+        print(f"SETTLED {time.time() - began:.1f}", flush=True)
+        line = await loop.run_in_executor(None, sys.stdin.readline)
     if line.strip() != "GO":
         raise SystemExit(f"expected GO, got {line!r}")
     started = time.time()
@@ -209,7 +221,7 @@ async def run(spec: dict[str, Any]) -> None:
         sent_at = time.time()
         await sender.conn.send(json.dumps(frame))
     deadline = float(spec["timeout"])
-    waiting = [asyncio.create_task(tab.finished.wait()) for tab in live]
+    waiting: list[asyncio.Task[Any]] = [asyncio.create_task(tab.finished.wait()) for tab in live]
     if waiting:
         _, pending = await asyncio.wait(waiting, timeout=deadline)
         for task in pending:

@@ -18,6 +18,8 @@ patches chosen by BENCH_EXPERIMENT (a comma list):
   `await_many_dispatch`, one msgpack decode per socket, dispatch, then the send). Sockets that
   are still connecting (before their snapshot) keep the queue path. A sketch of the idea,
   not of its final form: see bench/REPORT.md.
+- `rawsend` (with `localfanout`): those direct sends also skip Channels' session middleware
+  wrapper around `send` (see `install_local_fanout`).
 - `nolive`: skip the live-state write (the Redis EVAL before each PUBLISH). Only to measure
   what it costs: snapshots taken mid-reply would miss text.
 
@@ -127,10 +129,20 @@ def install_local_fanout() -> None:
         DIRECT.pop(self.channel_name, None)
         await original_disconnect(self, code)
 
+    raw = "rawsend" in EXPERIMENTS
+
     async def send_all(consumers: list[Any], frame: str) -> None:
+        message = {"type": "websocket.send", "text": frame}
         for consumer in consumers:
             try:
-                await consumer.send(text_data=frame)
+                if raw:
+                    # Past Channels' session wrapper, which on every send reads
+                    # `scope["session"].modified` and `.is_empty()` through LazyObject
+                    # proxies, for nothing: only HTTP responses save sessions.
+                    send = consumer.base_send
+                    await getattr(send.__self__, "real_send", send)(dict(message))
+                else:
+                    await consumer.send(text_data=frame)
             except Exception:  # a socket closing now must not stop the others
                 pass
 

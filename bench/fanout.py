@@ -53,7 +53,7 @@ DAPHNE_ARGS = (
     "--ping-timeout", "30",
     "--application-close-timeout", "10",
 )  # fmt: skip
-SETTLE_SECONDS = 2.0  # after the last tab joined: let presence broadcasts die down
+SETTLE_QUIET = 1.0  # after the last join: no frame for this long (presence broadcasts drained)
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
@@ -70,7 +70,7 @@ class Config:
     db: str = "sqlite"
     users: int = 0  # 0: one user per tab
     clients: int = 0  # client processes; 0: 1 up to 100 tabs, else 2
-    timeout: float = 0.0  # seconds to wait for the reply after GO; 0: length/rate + 30
+    timeout: float = 0.0  # seconds to wait for the reply after GO; 0: length/rate + 60
     label: str = ""
     keep: bool = False  # keep the logs directory
     nice: int = 0  # CPU priority boost (nice -N) for every process of the run; needs root
@@ -88,7 +88,7 @@ class Config:
 
     @property
     def reply_timeout(self) -> float:
-        return self.timeout or self.tokens / self.rate + 30.0
+        return self.timeout or self.tokens / self.rate + 60.0
 
     @property
     def user_count(self) -> int:
@@ -179,6 +179,8 @@ def code_tree(code: str, workdir: Path) -> tuple[Path, str]:
         ["git", "archive", "--format=tar", rev], cwd=REPO_ROOT, capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    # The benchmark's own modules (setup_db, experiments) come from this checkout.
+    shutil.rmtree(target / "bench", ignore_errors=True)
     return target, rev
 
 
@@ -241,7 +243,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
@@ -439,7 +441,10 @@ def run(cfg: Config, log: Any = sys.stderr) -> dict[str, Any]:
                 line = worker.expect("READY", 60 + cfg.tabs * 0.2)
                 failed += int(line.split()[2])
             say(f"{cfg.tabs - failed} tabs connected ({failed} failed); settling")
-            time.sleep(SETTLE_SECONDS)
+            for worker in workers:
+                worker.send("SETTLE")
+            settled = max(float(w.expect("SETTLED", 180).split()[1]) for w in workers)
+            say(f"no frame for {SETTLE_QUIET:g} s after {settled:.1f} s")
 
             usage = [ProcessUsage(f"daphne-{d.name}", d.pid or 0) for d in daphnes]
             usage += [ProcessUsage("redis-server", redis.proc.pid if redis.proc else 0)]
@@ -480,6 +485,7 @@ def run(cfg: Config, log: Any = sys.stderr) -> dict[str, Any]:
     result = summarise(cfg, outputs, usage, wall, machine, failed)
     result["machine_load_before_pct"] = None if load_before is None else round(load_before)
     result["server_trace"] = trace
+    result["settle_s"] = settled
     result["code_commit"] = commit
     return result
 
@@ -586,8 +592,8 @@ def fmt(value: Any, digits: int = 1) -> str:
 TABLE_HEAD = (
     "| run | tabs/proc | layer | flush | lost text % | wrong-text tabs | seq gaps | "
     "p50 ms | p95 ms | p99 ms | max ms | frames | server CPU % | server RSS MiB | "
-    "redis CPU % | client CPU % | client lag p99 ms | target |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "redis CPU % | client CPU % | client lag p99 ms | foreign CPU % | target |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -604,7 +610,8 @@ def table_row(r: dict[str, Any]) -> str:
         f"{' + '.join(fmt(x, 0) for x in r['server_cpu_pct'])} | "
         f"{' + '.join(fmt(x, 0) for x in r['server_rss_mib'])} | {fmt(redis['cpu_pct'], 0)} | "
         f"{' + '.join(fmt(x, 0) for x in r['client_cpu_pct'])} | "
-        f"{fmt(max(lags) if lags else None)} | {'yes' if r['meets_target'] else 'NO'} |"
+        f"{fmt(max(lags) if lags else None)} | {fmt(r.get('foreign_cpu_pct'), 0)} | "
+        f"{'yes' if r['meets_target'] else 'NO'} |"
     )
 
 
@@ -727,7 +734,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matrix", action="store_true", help="run the report's five runs")
     parser.add_argument("--repeat", type=int, default=1, help="run each configuration n times")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--table", nargs="+", type=Path, metavar="JSON", help="print the table of saved runs"
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        print(TABLE_HEAD)
+        for path in args.table:
+            for result in json.loads(path.read_text())["runs"]:
+                print(table_row(result))
+        return 0
     base = Config(
         tabs=args.tabs,
         processes=args.processes,
