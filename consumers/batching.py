@@ -24,10 +24,14 @@ class DeltaBatcher:
             return 0.0
         return max(0.0, self.last_sent + self.interval - now)
 
-    def add(self, text: str, now: float) -> str | None:
-        """Take `text`; return the text to send now, or None to wait for the interval."""
+    def put(self, text: str) -> None:
+        """Take `text` to send with the next frame."""
         if text:
             self.pending.append(text)
+
+    def add(self, text: str, now: float) -> str | None:
+        """Take `text`; return the text to send now, or None to wait for the interval."""
+        self.put(text)
         if self.pending and self.due_in(now) == 0.0:
             return self.take(now)
         return None

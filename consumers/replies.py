@@ -66,7 +66,11 @@ def clean_model_text(text: str) -> str:
 
 
 class DeltaEmitter:
-    """Numbers and sends coalesced text; a timer flushes text that waits for the interval."""
+    """Numbers and sends coalesced text from a sender task of its own.
+
+    The model stream only appends text (`add` never waits for Redis): a slow fan-out then makes
+    frames bigger instead of making the model stream wait, which would snowball into latency.
+    """
 
     def __init__(
         self,
@@ -74,13 +78,14 @@ class DeltaEmitter:
         publish: Callable[[int, str], Awaitable[None]],
     ) -> None:
         self.batcher = DeltaBatcher(interval)
-        self.publish = publish  # sends delta `seq` with its text; must not raise
+        self.publish = publish  # records and sends delta `seq` with its text; must not raise
         self.seq = 0  # the last seq sent
         self.parts: list[str] = []  # text of deltas 1..seq
-        self._lock = asyncio.Lock()  # frames leave in seq order
-        self._timer: asyncio.Task[None] | None = None
-        # The frame leaving now; shielded so that ending a reply never half-sends a delta.
-        self._inflight: asyncio.Future[None] | None = None
+        self._lock = asyncio.Lock()  # held while a delta is recorded and sent
+        self._wake = asyncio.Event()  # text is pending, or the emitter is closing
+        self._closing = False
+        # Its own task, so that ending the model stream never half-sends a delta.
+        self._sender: asyncio.Task[None] | None = None
         self.received_any = False  # any text from the model, sent or pending
 
     @property
@@ -93,43 +98,47 @@ class DeltaEmitter:
         return self._lock
 
     async def add(self, text: str) -> None:
+        """Queue model text; it leaves with the next frame (the first one at once)."""
         if not text:
             return
         self.received_any = True
-        now = time.monotonic()
-        ready = self.batcher.add(text, now)
-        if ready is not None:
-            await self._emit(ready)
-        elif self._timer is None:
-            self._timer = asyncio.create_task(self._flush_after(self.batcher.due_in(now)))
-
-    async def _flush_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._timer = None
-        ready = self.batcher.take(time.monotonic())
-        if ready is not None:
-            await self._emit(ready)
+        self.batcher.put(text)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop())
+        self._wake.set()
 
     async def flush(self) -> None:
-        """Send whatever waits, before the reply's `generation.finished`."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        async with self._lock:
-            if self._inflight is not None:
-                await self._inflight  # a frame whose sender was cancelled still leaves first
-        ready = self.batcher.take(time.monotonic())
-        if ready is not None:
-            await self._emit(ready)
+        """Send whatever waits and stop the sender, before the reply's `generation.finished`."""
+        self._closing = True
+        self._wake.set()
+        if self._sender is not None:
+            await self._sender
 
-    async def _emit(self, text: str) -> None:
-        async with self._lock:
-            if self._inflight is not None and not self._inflight.done():
-                await self._inflight
-            self.seq += 1
-            self.parts.append(text)
-            self._inflight = asyncio.ensure_future(self.publish(self.seq, text))
-            await asyncio.shield(self._inflight)
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.batcher.has_pending:
+                delay = self.batcher.due_in(time.monotonic())
+                if delay > 0 and not self._closing:
+                    # Wakes early when closing, so the last frame does not wait the interval.
+                    try:
+                        await asyncio.wait_for(self._closed_signal(), delay)
+                    except TimeoutError:
+                        pass
+                text = self.batcher.take(time.monotonic())
+                if text is not None:
+                    async with self._lock:
+                        self.seq += 1
+                        self.parts.append(text)
+                        await self.publish(self.seq, text)
+            if self._closing:
+                return
+
+    async def _closed_signal(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            await self._wake.wait()
 
 
 @dataclass
