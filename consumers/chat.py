@@ -8,7 +8,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors, services
@@ -102,11 +102,11 @@ async def leave(room_id: int, conn_id: str) -> None:
 
 
 @database_sync_to_async
-def _client_msg_id_used(room: Room, user: AbstractBaseUser, client_msg_id: str | None) -> bool:
+def _client_msg_id_used(room: Room, user: User, client_msg_id: str | None) -> bool:
     return client_msg_id is not None and selectors.client_msg_id_used(room, user, client_msg_id)
 
 
-async def send_message(room: Room, user: AbstractBaseUser, frame: SendMessage) -> None:
+async def send_message(room: Room, user: User, frame: SendMessage) -> None:
     """Store a user's message, tell the room, and make sure Claude answers it."""
     if await _client_msg_id_used(room, user, frame.client_msg_id):
         return  # a repeat: stores nothing, starts nothing, sends nothing
@@ -120,7 +120,7 @@ async def send_message(room: Room, user: AbstractBaseUser, frame: SendMessage) -
     await reply_runner().request(room.pk)
 
 
-async def check_rate(user: AbstractBaseUser) -> None:
+async def check_rate(user: User) -> None:
     """Refuse a message over the user's per-minute allowance, across processes."""
     try:
         wait = await shared_state().rate_limit_hit(user.pk, settings.CHAT_RATE_PER_MINUTE, 60.0)
@@ -154,7 +154,7 @@ async def stop_generation(room: Room, frame: StopGeneration) -> None:
         log.warning("stop request in room %s failed: %s", room.pk, exc)
 
 
-async def update_room(room: Room, user: AbstractBaseUser, frame: UpdateRoom) -> None:
+async def update_room(room: Room, user: User, frame: UpdateRoom) -> None:
     """Apply the owner's settings and tell the room."""
     if not can_manage(user, room):
         raise FrameError("forbidden", "Only the room's owner can change its settings.")

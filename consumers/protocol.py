@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,7 +159,7 @@ def _parse_update(data: dict[str, Any], max_text: int) -> UpdateRoom:
     return UpdateRoom(title=title, system_prompt=prompt, model=model)
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any], int], ClientFrame]] = {
     "message.send": _parse_send,
     "generation.stop": _parse_stop,
     "sync": _parse_sync,

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from .models import Room
 
 
-def can_enter(user: AbstractBaseUser | AnonymousUser, room: Room) -> bool:
+def can_enter(user: User | AnonymousUser, room: Room) -> bool:
     """Whether `user` may read and write in `room`."""
-    if not user.is_authenticated:
+    if not bool(user.is_authenticated):
         return False
     if not room.is_private:
         return True
     return room.owner_id == user.pk
 
 
-def can_manage(user: AbstractBaseUser | AnonymousUser, room: Room) -> bool:
+def can_manage(user: User | AnonymousUser, room: Room) -> bool:
     """Whether `user` may change the room's settings."""
-    return user.is_authenticated and room.owner_id == user.pk
+    return bool(user.is_authenticated) and room.owner_id == user.pk

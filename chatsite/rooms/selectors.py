@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -79,7 +79,7 @@ def _history_item(message: Message) -> HistoryItem:
     )
 
 
-def client_msg_id_used(room: Room, author: AbstractBaseUser, client_msg_id: str) -> bool:
+def client_msg_id_used(room: Room, author: User, client_msg_id: str) -> bool:
     return Message.objects.filter(room=room, author=author, client_msg_id=client_msg_id).exists()
 
 
@@ -119,7 +119,7 @@ def rooms_with_recent_user_messages(since: timedelta, settled: timedelta) -> lis
     )
 
 
-def lobby_rooms(user: AbstractBaseUser, limit: int = 30) -> tuple[list[Room], list[Room]]:
+def lobby_rooms(user: User, limit: int = 30) -> tuple[list[Room], list[Room]]:
     """The user's own rooms and the rooms with the most recent activity."""
     mine = list(Room.objects.select_related("owner").filter(owner=user)[:limit])
     recent = list(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -13,7 +13,7 @@ from chatsite.llm.base import Usage
 from .models import Message, Room
 
 
-def open_room(slug: str, user: AbstractBaseUser, title: str | None = None) -> Room:
+def open_room(slug: str, user: User, title: str | None = None) -> Room:
     """The room at `slug`, created public and owned by `user` if the slug is free."""
     from django.conf import settings
 
@@ -33,7 +33,7 @@ def open_room(slug: str, user: AbstractBaseUser, title: str | None = None) -> Ro
 
 
 def store_user_message(
-    room: Room, author: AbstractBaseUser, text: str, client_msg_id: str | None
+    room: Room, author: User, text: str, client_msg_id: str | None
 ) -> Message | None:
     """Store a user's message; None when `client_msg_id` was already used (store nothing)."""
     if (
