@@ -148,6 +148,10 @@ class Tab:
                 if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
                     return frame
 
+    async def quiet(self, seconds: float = 0.3) -> bool:
+        """True when nothing arrives for `seconds`."""
+        return bool(await self.comm.receive_nothing(timeout=seconds))
+
     def deltas(self, message_id: int) -> list[dict[str, Any]]:
         return [
             f
@@ -164,18 +168,28 @@ Connect = Callable[..., Any]
 
 @pytest.fixture
 async def connect() -> AsyncIterator[Connect]:
-    """`await connect(slug, sessionid)`: a joined Tab (snapshot and presence read)."""
+    """`await connect(slug, sessionid)`: a joined Tab (snapshot and presence read).
+
+    `join=False` returns the tab right after the handshake (to read a close code).
+    """
     comms: list[WebsocketCommunicator] = []
 
-    async def open_tab(slug: str, sessionid: str) -> Tab:
-        headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={sessionid}".encode())]
+    async def open_tab(
+        slug: str, sessionid: str | None, origin: str | None = "http://127.0.0.1", join: bool = True
+    ) -> Tab:
+        headers = []
+        if origin:
+            headers.append((b"origin", origin.encode()))
+        if sessionid:
+            headers.append((b"cookie", f"sessionid={sessionid}".encode()))
         comm = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
         comms.append(comm)
         tab = Tab(comm)
         connected, _ = await comm.connect(timeout=TIMEOUT)
         assert connected
-        assert (await tab.next())["type"] == "room.snapshot"
-        assert (await tab.next())["type"] == "presence"
+        if join:
+            assert (await tab.next())["type"] == "room.snapshot"
+            assert (await tab.next())["type"] == "presence"
         return tab
 
     yield open_tab

@@ -4,142 +4,20 @@ the fake Anthropic API."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
 
 from chatsite.asgi import application
-from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Message, Room
-from consumers import lifecycle
-from consumers.livestate import reset_shared_state
-from consumers.replies import reply_runner, reset_reply_runner
+from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
+from tests.consumer_fixtures import TIMEOUT, Connect, Tab
 from tests.fakes import Fail, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
-TIMEOUT = 10
-
-
-@pytest.fixture(autouse=True)
-async def fresh_process() -> AsyncIterator[None]:
-    """Each test is a fresh server process: no runner, no shared state, a new channel layer."""
-    reset_shared_state()
-    reset_reply_runner()
-    channel_layers.backends = {}
-    get_provider.cache_clear()
-    yield
-    # Like SIGTERM: replies still running end as interrupted before the loop goes away.
-    await reply_runner().shutdown(timeout=5)
-    lifecycle.services_for_process().stop()
-    lifecycle.services_for_process().connections.clear()
-    get_provider.cache_clear()
-
-
-@pytest.fixture
-def use_fake_anthropic(settings: Any, fake_anthropic: Any) -> Any:
-    settings.LLM_PROVIDER = "anthropic"
-    settings.ANTHROPIC_API_KEY = "test-key"
-    settings.ANTHROPIC_BASE_URL = fake_anthropic.base_url
-    get_provider.cache_clear()
-    return fake_anthropic
-
-
-def make_user(name: str) -> tuple[User, str]:
-    user = User.objects.create_user(name, password="pw-secret-123")
-    client = Client()
-    client.force_login(user)
-    return user, client.cookies["sessionid"].value
-
-
-@pytest.fixture
-def alice() -> tuple[User, str]:
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob() -> tuple[User, str]:
-    return make_user("bob")
-
-
-@pytest.fixture
-def room(alice: tuple[User, str]) -> Room:
-    return Room.objects.create(
-        slug="lounge", title="Lounge", owner=alice[0], model="claude-sonnet-5-5"
-    )
-
-
-class Tab:
-    """A connected tab: every frame it received, in order."""
-
-    def __init__(self, comm: WebsocketCommunicator) -> None:
-        self.comm = comm
-        self.frames: list[dict[str, Any]] = []
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.comm.send_to(text_data=json.dumps(frame))
-
-    async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        frame = json.loads(await self.comm.receive_from(timeout=timeout))
-        self.frames.append(frame)
-        return frame
-
-    async def until(self, kind: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
-        """Read frames until one of `kind` (with these field values) arrives."""
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.next(timeout)
-                if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
-                    return frame
-
-    async def quiet(self, seconds: float = 0.3) -> bool:
-        return await self.comm.receive_nothing(timeout=seconds)
-
-    def deltas(self, message_id: int) -> list[dict[str, Any]]:
-        return [
-            f
-            for f in self.frames
-            if f["type"] == "generation.delta" and f["message_id"] == message_id
-        ]
-
-
-Connect = Callable[..., Any]
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    comms: list[WebsocketCommunicator] = []
-
-    async def open_tab(
-        slug: str, sessionid: str | None, origin: str | None = "http://127.0.0.1", join: bool = True
-    ) -> Tab:
-        headers = []
-        if origin:
-            headers.append((b"origin", origin.encode()))
-        if sessionid:
-            headers.append((b"cookie", f"sessionid={sessionid}".encode()))
-        comm = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
-        comms.append(comm)
-        tab = Tab(comm)
-        connected, _ = await comm.connect(timeout=TIMEOUT)
-        assert connected
-        if join:
-            assert (await tab.next())["type"] == "room.snapshot"
-            assert (await tab.next())["type"] == "presence"
-        return tab
-
-    yield open_tab
-    for comm in comms:
-        try:
-            await comm.disconnect(timeout=2)
-        except Exception:
-            pass
 
 
 async def close_code(tab: Tab) -> int:
