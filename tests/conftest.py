@@ -10,6 +10,7 @@ not: use `unique_name()` for room slugs and usernames.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import urllib.parse
@@ -261,14 +262,12 @@ class DaphnePair(NamedTuple):
     b: DaphneProcess
 
 
-@pytest.fixture(scope="module")
-def _daphne_pair_processes(
-    server_env: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DaphnePair]:
-    log_dir = tmp_path_factory.mktemp("daphne")
+@contextlib.contextmanager
+def running_pair(env: Mapping[str, str], log_dir: Path) -> Iterator[DaphnePair]:
+    """Processes "a" and "b" with `env`, started in parallel; both stopped on exit."""
     pair = DaphnePair(
-        DaphneProcess(server_env, name="a", log_dir=log_dir),
-        DaphneProcess(server_env, name="b", log_dir=log_dir),
+        DaphneProcess(env, name="a", log_dir=log_dir),
+        DaphneProcess(env, name="b", log_dir=log_dir),
     )
     try:
         DaphneProcess.start_all(*pair)
@@ -278,16 +277,30 @@ def _daphne_pair_processes(
             process.stop()
 
 
+def ready_pair(request: pytest.FixtureRequest, pair: DaphnePair) -> DaphnePair:
+    """`pair` for this test: a process an earlier test stopped, killed or left unhealthy is
+    started again (same port), and what both log is attached to the report if it fails."""
+    for process in pair:
+        process.ensure_running()
+    _watch(request, *pair)
+    return pair
+
+
+@pytest.fixture(scope="module")
+def _daphne_pair_processes(
+    server_env: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DaphnePair]:
+    with running_pair(server_env, tmp_path_factory.mktemp("daphne")) as pair:
+        yield pair
+
+
 @pytest.fixture
 def daphne_pair(request: pytest.FixtureRequest, _daphne_pair_processes: DaphnePair) -> DaphnePair:
     """Two running daphne processes, started once per test module.
 
     A process an earlier test stopped, killed or left unhealthy is started again (same port).
     """
-    for process in _daphne_pair_processes:
-        process.ensure_running()
-    _watch(request, *_daphne_pair_processes)
-    return _daphne_pair_processes
+    return ready_pair(request, _daphne_pair_processes)
 
 
 class DaphneFactory(Protocol):

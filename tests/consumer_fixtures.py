@@ -9,6 +9,7 @@ finds fixtures in the module's namespace) and imports the helpers (`Tab`, `Conne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -45,9 +46,9 @@ INFERENCE_MODEL_ID = "claude-4-5-sonnet"  # what `heroku ai:models:create` names
 INFERENCE_KEY = "inference-test-key"
 
 
-@pytest.fixture(autouse=True)
-async def fresh_process() -> AsyncIterator[None]:
-    """Each test is a fresh server process: no runner, no summarizer, no shared state."""
+@contextlib.asynccontextmanager
+async def fresh_process_state() -> AsyncIterator[None]:
+    """A fresh server process inside: no runner, no summarizer, no shared state, no layer."""
     reset_shared_state()
     reset_reply_runner()
     reset_summarizer()
@@ -60,6 +61,13 @@ async def fresh_process() -> AsyncIterator[None]:
     lifecycle.services_for_process().stop()
     lifecycle.services_for_process().connections.clear()
     get_provider.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+async def fresh_process() -> AsyncIterator[None]:
+    """Each test is a fresh server process: no runner, no summarizer, no shared state."""
+    async with fresh_process_state():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +143,10 @@ class Tab:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.comm.send_to(text_data=json.dumps(frame))
 
+    async def say(self, text: str) -> None:
+        """Send a chat message."""
+        await self.send({"type": "message.send", "text": text})
+
     async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         frame = json.loads(await self.comm.receive_from(timeout=timeout))
         self.frames.append(frame)
@@ -161,6 +173,14 @@ class Tab:
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [f for f in self.frames if f["type"] == kind]
+
+    async def reply(self, text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Send `text`; its reply's `generation.finished` and the frames of that reply."""
+        start = len(self.frames)
+        await self.say(text)
+        reply_id = (await self.until("generation.started"))["message_id"]
+        finished = await self.until("generation.finished", message_id=reply_id)
+        return finished, [f for f in self.frames[start:] if f.get("message_id") == reply_id]
 
 
 Connect = Callable[..., Any]

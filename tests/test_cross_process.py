@@ -11,21 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import User
 
 from chatsite.rooms.models import Message, Room
 from tests.conftest import DaphneFactory, DaphnePair, WsConnect
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
-from tests.support.auth import session_cookie
 from tests.support.daphne import DaphneProcess
+from tests.support.people import join, make_people
 from tests.support.wsclient import HandshakeRejected, RoomSocket, follow_reply
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,44 +50,6 @@ def server_env(server_env: Mapping[str, str]) -> Mapping[str, str]:
     """The session's server environment with this module's own Redis key prefix: locks,
     presence, rate limits and the circuit breaker other modules leave behind stay theirs."""
     return MappingProxyType({**server_env, "REDIS_KEY_PREFIX": unique_name("xproc")})
-
-
-@dataclass
-class People:
-    """A public room owned by alice, and a sessionid cookie for alice and for bob."""
-
-    room: Room
-    alice: str
-    bob: str
-    alice_cookie: str
-    bob_cookie: str
-
-    @property
-    def slug(self) -> str:
-        return self.room.slug
-
-
-def make_user(username: str) -> User:
-    """A user without a password: these tests sign in by session, and hashing costs ~0.5 s."""
-    return User.objects.create_user(username, password=None)
-
-
-@sync_to_async
-def make_people(unique: Callable[[str], str], *, private: bool = False) -> People:
-    alice = make_user(unique("alice"))
-    bob = make_user(unique("bob"))
-    room = Room.objects.create(
-        slug=unique("room"), title="Cross", owner=alice, model=MODEL, is_private=private
-    )
-    return People(room, alice.username, bob.username, session_cookie(alice), session_cookie(bob))
-
-
-async def join(ws_connect: WsConnect, url: str, slug: str, cookie: str) -> RoomSocket:
-    """A tab that has received its snapshot and its first presence frame."""
-    sock = await ws_connect(url, slug, cookie)
-    await sock.wait_for("room.snapshot")
-    await sock.wait_for("presence")
-    return sock
 
 
 async def wait_presence(sock: RoomSocket, users: list[str], timeout: float = 10.0) -> None:
@@ -145,7 +105,7 @@ async def test_every_tab_on_both_processes_gets_the_same_numbered_stream(
 ) -> None:
     chunks = words("w", 30)
     fake_anthropic.queue(Reply(chunks=chunks, delay=0.01, input_tokens=123))
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     a1 = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     a2 = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     b = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.bob_cookie)
@@ -219,7 +179,7 @@ async def test_a_tab_joining_mid_reply_on_the_other_process_rebuilds_the_exact_t
 ) -> None:
     chunks = words("m", 80)
     fake_anthropic.queue(Reply(chunks=chunks, delay=0.03))
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     a = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     await a.send({"type": "message.send", "text": "a long one please"})
     started = await a.wait_for("generation.started")
@@ -257,7 +217,7 @@ async def test_stop_on_one_process_ends_the_reply_running_on_the_other(
 ) -> None:
     chunks = words("s", 400)
     fake_anthropic.queue(Reply(chunks=chunks, delay=0.02))
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     a = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     b = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.bob_cookie)
     await a.send({"type": "message.send", "text": "talk for a while"})
@@ -285,7 +245,7 @@ async def test_closing_the_asking_tab_does_not_end_the_reply(
 ) -> None:
     chunks = words("c", 40)
     fake_anthropic.queue(Reply(chunks=chunks, delay=0.02))
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     asker = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     other_a = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     b = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.bob_cookie)
@@ -310,7 +270,7 @@ async def test_closing_the_asking_tab_does_not_end_the_reply(
 async def test_a_repeated_client_msg_id_posts_once_even_on_the_other_process(
     daphne_pair: DaphnePair, fake_anthropic: FakeAnthropic, ws_connect: WsConnect, unique: Any
 ) -> None:
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     on_a = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     on_b = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.alice_cookie)
     watcher = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.bob_cookie)
@@ -363,7 +323,7 @@ async def test_one_reply_per_room_across_processes_answers_what_came_meanwhile(
 ) -> None:
     first_chunks = words("f", 60)
     fake_anthropic.queue(Reply(chunks=first_chunks, delay=0.03), Reply(chunks=["both ", "seen."]))
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     a = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     b = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.bob_cookie)
 
@@ -414,7 +374,7 @@ async def test_one_reply_per_room_across_processes_answers_what_came_meanwhile(
 async def test_presence_is_shared_across_processes(
     daphne_pair: DaphnePair, ws_connect: WsConnect, unique: Any
 ) -> None:
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     alice_a = await ws_connect(daphne_pair.a.ws_url, p.slug, p.alice_cookie)
     await alice_a.wait_for("room.snapshot")
     assert (await alice_a.wait_for("presence"))["users"] == [p.alice]
@@ -456,7 +416,7 @@ async def test_a_socket_idle_well_past_five_seconds_still_gets_the_next_reply(
     DaphneProcess.start_all(*core)
     rooms = []
     for first, second in (tuple(daphne_pair), core):
-        p = await make_people(unique)
+        p = await make_people(unique, title="Cross")
         a = await join(ws_connect, first.ws_url, p.slug, p.alice_cookie)
         b = await join(ws_connect, second.ws_url, p.slug, p.bob_cookie)
         await wait_presence(a, [p.alice, p.bob])
@@ -486,7 +446,7 @@ async def test_a_socket_idle_well_past_five_seconds_still_gets_the_next_reply(
 async def test_refusals_at_the_handshake_and_with_close_codes(
     daphne_pair: DaphnePair, ws_connect: WsConnect, unique: Any
 ) -> None:
-    p = await make_people(unique)
+    p = await make_people(unique, title="Cross")
     private = await sync_to_async(Room.objects.create)(
         slug=unique("private"), title="Private", owner=p.room.owner, model=MODEL, is_private=True
     )

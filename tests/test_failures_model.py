@@ -14,28 +14,23 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
-from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
 
-from chatsite.asgi import application
 from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Message, Room
-from consumers import lifecycle
-from consumers.livestate import MemoryState, reset_shared_state, shared_state
-from consumers.replies import reply_runner, reset_reply_runner
-from consumers.summaries import reset_summarizer
-from tests.conftest import DaphneFactory, DaphnePair, WsConnect, _watch
+from consumers.livestate import MemoryState, shared_state
+from tests import consumer_fixtures
+from tests.conftest import DaphneFactory, DaphnePair, WsConnect, ready_pair, running_pair
+from tests.consumer_fixtures import Connect, Tab, fresh_process_state
 from tests.fakes import Fail, Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
-from tests.support.auth import session_cookie
+from tests.support.auth import create_user, session_cookie
 from tests.support.daphne import DaphneProcess
+from tests.support.people import People, join, make_people
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import RoomSocket, follow_reply
 
@@ -66,62 +61,21 @@ def _model_processes(
         "LLM_BREAKER_FAILURES": "1000",
         "REDIS_KEY_PREFIX": unique_name("failures-model"),
     }
-    log_dir = tmp_path_factory.mktemp("daphne-failures-model")
-    pair = DaphnePair(
-        DaphneProcess(env, name="a", log_dir=log_dir),
-        DaphneProcess(env, name="b", log_dir=log_dir),
-    )
-    try:
-        DaphneProcess.start_all(*pair)
+    with running_pair(env, tmp_path_factory.mktemp("daphne-failures-model")) as pair:
         yield pair
-    finally:
-        for process in pair:
-            process.stop()
 
 
 @pytest.fixture
 def pair(request: pytest.FixtureRequest, _model_processes: DaphnePair) -> DaphnePair:
     """Two processes with LLM_STALL_TIMEOUT=1 and the breaker out of the way."""
-    for process in _model_processes:
-        process.ensure_running()
-    _watch(request, *_model_processes)
-    return _model_processes
-
-
-@dataclass
-class People:
-    """A public room owned by alice, and signed-in cookies for alice and bob."""
-
-    room: Room
-    alice_cookie: str
-    bob_cookie: str
-
-    @property
-    def slug(self) -> str:
-        return self.room.slug
-
-
-@sync_to_async
-def make_people(unique: Callable[[str], str]) -> People:
-    # No password: hashing one costs about half a second, and sessions are all we need.
-    alice = User.objects.create_user(unique("alice"), password=None)
-    bob = User.objects.create_user(unique("bob"), password=None)
-    room = Room.objects.create(slug=unique("room"), title="Failures", owner=alice, model=MODEL)
-    return People(room, session_cookie(alice), session_cookie(bob))
-
-
-async def join(ws_connect: WsConnect, url: str, slug: str, cookie: str) -> RoomSocket:
-    sock = await ws_connect(url, slug, cookie)
-    await sock.wait_for("room.snapshot")
-    await sock.wait_for("presence")
-    return sock
+    return ready_pair(request, _model_processes)
 
 
 async def two_tabs(
     pair: DaphnePair, ws_connect: WsConnect, unique: Callable[[str], str]
 ) -> tuple[People, RoomSocket, RoomSocket]:
     """alice's tab on A (where the reply runs), bob's on B."""
-    people = await make_people(unique)
+    people = await make_people(unique, title="Failures")
     a = await join(ws_connect, pair.a.ws_url, people.slug, people.alice_cookie)
     b = await join(ws_connect, pair.b.ws_url, people.slug, people.bob_cookie)
     return people, a, b
@@ -276,7 +230,7 @@ async def test_the_circuit_breaker_is_shared_by_all_processes(
     a, b = (daphne_factory(env, name=n, start=False) for n in ("a", "b"))
     DaphneProcess.start_all(a, b)
     log_offset = a.log_size()
-    people = await make_people(unique)
+    people = await make_people(unique, title="Failures")
     tab_a = await join(ws_connect, a.ws_url, people.slug, people.alice_cookie)
     tab_b = await join(ws_connect, b.ws_url, people.slug, people.bob_cookie)
 
@@ -304,7 +258,7 @@ async def test_the_circuit_breaker_is_shared_by_all_processes(
     client = redis_server.client(decode_responses=True)
     open_until = float(client.get(f"{prefix}:breaker:open_until") or 0)
     await asyncio.sleep(max(0.0, open_until - time.time()) + 0.05)  # the cool-down itself
-    other = await make_people(unique)
+    other = await make_people(unique, title="Failures")
     tab_other = await join(ws_connect, a.ws_url, other.slug, other.alice_cookie)
     fake_anthropic.queue(Reply(chunks=words("probe", 60), delay=0.05))
     since = tab_b.mark()
@@ -327,63 +281,26 @@ async def test_the_circuit_breaker_is_shared_by_all_processes(
 
 # --- in-process: the consumer with the in-memory layer ----------------------------------------
 
-TIMEOUT = 10
+# The in-process fixtures this module takes from tests/consumer_fixtures.py (not its autouse one).
+connect = consumer_fixtures.connect
+use_fake_anthropic = consumer_fixtures.use_fake_anthropic
 
 
 @pytest.fixture
-async def in_process(settings: Any, fake_anthropic: FakeAnthropic) -> AsyncIterator[FakeAnthropic]:
+async def in_process(use_fake_anthropic: FakeAnthropic) -> AsyncIterator[FakeAnthropic]:
     """A fresh "process" (runner, shared state, layer) using the fake Anthropic API."""
-    settings.LLM_PROVIDER = "anthropic"
-    settings.ANTHROPIC_API_KEY = "test-key"
-    settings.ANTHROPIC_BASE_URL = fake_anthropic.base_url
-    reset_shared_state()
-    reset_reply_runner()
-    reset_summarizer()
-    channel_layers.backends = {}
-    get_provider.cache_clear()
-    yield fake_anthropic
-    await reply_runner().shutdown(timeout=5)
-    reset_summarizer()
-    lifecycle.services_for_process().stop()
-    lifecycle.services_for_process().connections.clear()
-    get_provider.cache_clear()
-
-
-class Tab:
-    """A socket on the in-process application, recording every frame."""
-
-    def __init__(self, comm: WebsocketCommunicator) -> None:
-        self.comm = comm
-        self.frames: list[dict[str, Any]] = []
-
-    async def send(self, text: str) -> None:
-        await self.comm.send_to(text_data=json.dumps({"type": "message.send", "text": text}))
-
-    async def until(self, kind: str, **fields: Any) -> dict[str, Any]:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                frame = json.loads(await self.comm.receive_from(timeout=TIMEOUT))
-                self.frames.append(frame)
-                if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
-                    return frame
-
-    async def reply(self, text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Send `text`; its reply's `generation.finished` and the frames of that reply."""
-        start = len(self.frames)
-        await self.send(text)
-        reply_id = (await self.until("generation.started"))["message_id"]
-        finished = await self.until("generation.finished", message_id=reply_id)
-        return finished, [f for f in self.frames[start:] if f.get("message_id") == reply_id]
+    async with fresh_process_state():
+        yield use_fake_anthropic
 
 
 @pytest.fixture
-async def tabs(in_process: FakeAnthropic) -> AsyncIterator[Callable[..., Any]]:
-    comms: list[WebsocketCommunicator] = []
+def tabs(in_process: FakeAnthropic, connect: Connect) -> Callable[..., Any]:
+    """`await tabs(slug=None)`: a new user's tab in that room (a new room by default)."""
 
     async def open_tab(slug: str | None = None) -> Tab:
         @sync_to_async
         def setup() -> tuple[str, str]:
-            user = User.objects.create_user(unique_name("u"), password=None)
+            user = create_user(unique_name("u"), password=None)
             room_slug = slug or unique_name("room")
             Room.objects.get_or_create(
                 slug=room_slug, defaults={"title": "T", "owner": user, "model": MODEL}
@@ -391,20 +308,11 @@ async def tabs(in_process: FakeAnthropic) -> AsyncIterator[Callable[..., Any]]:
             return room_slug, session_cookie(user)
 
         room_slug, cookie = await setup()
-        headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())]
-        comm = WebsocketCommunicator(application, f"/ws/rooms/{room_slug}/", headers=headers)
-        comms.append(comm)
-        assert (await comm.connect(timeout=TIMEOUT))[0]
-        tab = Tab(comm)
+        tab = await connect(room_slug, cookie, join=False)
         await tab.until("presence")
         return tab
 
-    yield open_tab
-    for comm in comms:
-        try:
-            await comm.disconnect(timeout=2)
-        except Exception:
-            pass
+    return open_tab
 
 
 @pytest.mark.django_db(transaction=True)
@@ -492,7 +400,7 @@ async def test_breaker_counts_replies_not_attempts_and_lets_one_probe_through(
     other = await tabs()
     await cooled_down()
     fake.queue(Reply(chunks=words("slow", 12), delay=0.05))
-    await tab.send("probe two")
+    await tab.say("probe two")
     probe_id = (await tab.until("generation.started"))["message_id"]
     await tab.until("generation.delta", message_id=probe_id)
     refused, _ = await other.reply("meanwhile")

@@ -17,19 +17,16 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.contrib.auth.models import User
 
-from chatsite.rooms.models import Message, Room
+from chatsite.rooms.models import Message
 from tests.conftest import DaphneFactory, WsConnect
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
-from tests.support.auth import session_cookie
 from tests.support.daphne import DaphneProcess
+from tests.support.people import join, make_people
 from tests.support.wsclient import RoomSocket, follow_reply
 
 pytestmark = pytest.mark.timeout(90)
@@ -40,35 +37,6 @@ SPEC_DEADLINE = 30.0  # seconds: shutdown, and a dead process's room freed (SPEC
 
 def words(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i} " for i in range(count)]
-
-
-@dataclass
-class People:
-    room: Room
-    alice: str
-    bob: str
-    alice_cookie: str
-    bob_cookie: str
-
-    @property
-    def slug(self) -> str:
-        return self.room.slug
-
-
-@sync_to_async
-def make_people(unique: Callable[[str], str]) -> People:
-    # No password: hashing one costs about half a second, and sessions are all we need.
-    alice = User.objects.create_user(unique("alice"), password=None)
-    bob = User.objects.create_user(unique("bob"), password=None)
-    room = Room.objects.create(slug=unique("room"), title="Crash", owner=alice, model=MODEL)
-    return People(room, alice.username, bob.username, session_cookie(alice), session_cookie(bob))
-
-
-async def join(ws_connect: WsConnect, url: str, slug: str, cookie: str) -> RoomSocket:
-    sock = await ws_connect(url, slug, cookie)
-    await sock.wait_for("room.snapshot")
-    await sock.wait_for("presence")
-    return sock
 
 
 def start_pair(factory: DaphneFactory, env: dict[str, str] | None = None) -> list[DaphneProcess]:
@@ -108,7 +76,7 @@ async def test_sigterm_interrupts_the_reply_for_every_tab_and_a_survivor_answers
     daphne_factory: DaphneFactory, fake_anthropic: FakeAnthropic, ws_connect: WsConnect, unique: Any
 ) -> None:
     a, b = start_pair(daphne_factory)
-    p = await make_people(unique)
+    p = await make_people(unique, title="Crash")
     tab_a = await join(ws_connect, a.ws_url, p.slug, p.alice_cookie)
     tab_b = await join(ws_connect, b.ws_url, p.slug, p.bob_cookie)
     chunks = words("long", 400)
@@ -159,7 +127,7 @@ async def test_after_sigkill_the_reaper_interrupts_the_reply_and_frees_the_room(
     """At the default ROOM_LOCK_TTL (15 s), as production runs: the slowest path (about 23 s).
     A smaller ROOM_LOCK_TTL frees rooms sooner (3 s: about 8 s)."""
     a, b = start_pair(daphne_factory)
-    p = await make_people(unique)
+    p = await make_people(unique, title="Crash")
     tab_a = await join(ws_connect, a.ws_url, p.slug, p.alice_cookie)
     tab_b = await join(ws_connect, b.ws_url, p.slug, p.bob_cookie)
     chunks = words("k", 2000)
@@ -242,7 +210,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(
     daphne_factory: DaphneFactory, fake_anthropic: FakeAnthropic, ws_connect: WsConnect, unique: Any
 ) -> None:
     server = daphne_factory({"WS_MAX_BACKLOG_BYTES": str(256 * 1024)})
-    p = await make_people(unique)
+    p = await make_people(unique, title="Crash")
     stalled = await asyncio.to_thread(stalled_client, server.port, p.slug, p.bob_cookie)
     alice = await join(ws_connect, server.ws_url, p.slug, p.alice_cookie)
     log_offset = server.log_size()

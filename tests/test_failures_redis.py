@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
 from tests.support.auth import session_cookie
 from tests.support.daphne import DaphneProcess, http_status
+from tests.support.people import join, make_people
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import RoomSocket, follow_reply
 
@@ -43,35 +43,6 @@ RECOVERY_DEADLINE = 10.0  # seconds from Redis's return until the room works aga
 
 def words(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i} " for i in range(count)]
-
-
-@dataclass
-class People:
-    room: Room
-    alice: str
-    bob: str
-    alice_cookie: str
-    bob_cookie: str
-
-    @property
-    def slug(self) -> str:
-        return self.room.slug
-
-
-@sync_to_async
-def make_people(unique: Callable[[str], str]) -> People:
-    # No password: hashing one costs about half a second, and sessions are all we need.
-    alice = User.objects.create_user(unique("alice"), password=None)
-    bob = User.objects.create_user(unique("bob"), password=None)
-    room = Room.objects.create(slug=unique("room"), title="Outage", owner=alice, model=MODEL)
-    return People(room, alice.username, bob.username, session_cookie(alice), session_cookie(bob))
-
-
-async def join(ws_connect: WsConnect, url: str, slug: str, cookie: str) -> RoomSocket:
-    sock = await ws_connect(url, slug, cookie)
-    await sock.wait_for("room.snapshot")
-    await sock.wait_for("presence")
-    return sock
 
 
 async def health(process: DaphneProcess) -> int:
@@ -115,7 +86,7 @@ async def test_redis_killed_and_restarted_mid_reply_recovers_without_restarting_
     a, b = (daphne_factory(env, name=name, start=False) for name in ("a", "b"))
     DaphneProcess.start_all(a, b)
     logs = {process.name: process.log_size() for process in (a, b)}
-    p = await make_people(unique)
+    p = await make_people(unique, title="Outage")
     tab_a = await join(ws_connect, a.ws_url, p.slug, p.alice_cookie)
     tab_b = await join(ws_connect, b.ws_url, p.slug, p.bob_cookie)
 

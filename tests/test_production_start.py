@@ -9,17 +9,13 @@ Anthropic API as the model (`ANTHROPIC_API_KEY` set, so the default provider is 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import re
 import shlex
 import signal
 import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -29,7 +25,7 @@ from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import REPO_ROOT, end_process, log_tail, python_executable, spawn, wait_until
 from tests.support.auth import http_login, http_request
-from tests.support.daphne import http_status
+from tests.support.daphne import http_status, static_lock
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.wsclient import follow_reply
@@ -60,15 +56,6 @@ def production_env(**values: str) -> dict[str, str]:
     }
     env.update(values)
     return env
-
-
-@contextlib.contextmanager
-def static_root_lock() -> Iterator[None]:
-    """The lock tests/support/daphne.py's collect_static takes: runs share STATIC_ROOT."""
-    name = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:16]
-    with (Path(tempfile.gettempdir()) / f"roomchat-collectstatic-{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def manage(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
@@ -130,7 +117,7 @@ async def test_production_start_serves_pages_static_files_and_streams(
     tmp_path: Path,
 ) -> None:
     assert callable(unique)
-    with static_root_lock():
+    with static_lock():
         manage(prod_env, "collectstatic", "--noinput")
     manage(prod_env, "migrate", "--noinput")
     admin = unique("admin")

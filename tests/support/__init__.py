@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from types import TracebackType
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 
@@ -70,6 +71,56 @@ def end_process(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: flo
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait()
+
+
+class ServerProcess:
+    """What the server processes the tests start share: the Popen of the latest start, its log."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def start(self) -> Self:
+        """Start and wait until it serves."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it takes longer than `timeout`. The exit code."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop it for good (and remove what it made)."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the latest start."""
+        return self.proc.pid if self.proc is not None else None
+
+    def _end(self, sig: signal.Signals, timeout: float) -> int | None:
+        """`end_process` for the latest start (None if never started): its exit code."""
+        if self.proc is None:
+            return None
+        return end_process(self.proc, sig, timeout)
+
+    def _port_taken(self, lines: int = 60) -> bool:
+        """Whether the log's last `lines` lines say another process holds the port."""
+        return "Address already in use" in log_tail(self.log_path, lines)
 
 
 def log_tail(path: Path, lines: int = 60) -> str:

@@ -24,8 +24,12 @@ DEFAULT_PASSWORD = "pw-secret-123"
 # --- Through the ORM (the test process writes straight into the shared test database) ---------
 
 
-def create_user(username: str, password: str = DEFAULT_PASSWORD) -> User:
-    """Create a Django user. Needs committed data (`transactional_db`) to be seen by servers."""
+def create_user(username: str, password: str | None = DEFAULT_PASSWORD) -> User:
+    """Create a Django user. Needs committed data (`transactional_db`) to be seen by servers.
+
+    `password=None`: no usable password, for tests that sign in by session (hashing one costs
+    about half a second).
+    """
     from django.contrib.auth import get_user_model
 
     user: User = get_user_model().objects.create_user(username=username, password=password)

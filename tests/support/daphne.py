@@ -14,9 +14,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from tests.support import REPO_ROOT, end_process, log_tail, python_executable, spawn
+from tests.support import REPO_ROOT, ServerProcess, log_tail, python_executable, spawn
 from tests.support.ports import free_port
 
 # Only loopback traffic here: a proxy from the environment must never see it.
@@ -38,7 +37,7 @@ def http_status(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return 0, str(exc)
 
 
-class DaphneProcess:
+class DaphneProcess(ServerProcess):
     """`python -m daphne -b 127.0.0.1 -p PORT chatsite.asgi:application` with a given environment."""
 
     def __init__(
@@ -76,16 +75,6 @@ class DaphneProcess:
     def ws_url(self) -> str:
         """ws://127.0.0.1:PORT"""
         return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The process id of the latest start."""
-        return self.proc.pid if self.proc is not None else None
 
     def start(self) -> DaphneProcess:
         """Start and wait until GET /healthz answers 200; DaphneError with the log tail if not."""
@@ -146,15 +135,11 @@ class DaphneProcess:
 
     def kill(self) -> int | None:
         """SIGKILL: the process dies mid-whatever, like a crashed dyno."""
-        if self.proc is None:
-            return None
-        return end_process(self.proc, signal.SIGKILL, 10.0)
+        return self._end(signal.SIGKILL, 10.0)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it takes longer than `timeout`."""
-        if self.proc is None:
-            return None
-        return end_process(self.proc, signal.SIGTERM, timeout)
+        return self._end(signal.SIGTERM, timeout)
 
     def restart(self) -> DaphneProcess:
         """Stop gracefully, then start again on the same port with the same environment."""
@@ -188,17 +173,6 @@ class DaphneProcess:
         except FileNotFoundError:
             return ""
 
-    def __enter__(self) -> DaphneProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<DaphneProcess {self.name} {self.url} pid={self.pid} running={self.running}>"
 
@@ -220,8 +194,8 @@ class DaphneProcess:
             )
         self.proc = spawn(self._argv(), log_path=self.log_path, env=env, cwd=self.cwd)
 
-    def _port_taken(self) -> bool:
-        return "Address already in use" in self.log_tail(20)
+    def _port_taken(self, lines: int = 20) -> bool:
+        return super()._port_taken(lines)
 
     def _wait_healthy(self) -> bool:
         """True once /healthz answers 200, False if the process exits first."""
@@ -268,6 +242,16 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def static_lock() -> Iterator[None]:
+    """Hold the lock around STATIC_ROOT: several test runs on this machine share it, and any
+    `collectstatic` into it (collect_static's, or a test's own) must run alone."""
+    name = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"roomchat-collectstatic-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def collect_static(*, force: bool = False, timeout: float = 300.0) -> Path:
     """Run `manage.py collectstatic --noinput` with DJANGO_DEBUG=0 unless STATIC_ROOT is current.
 
@@ -275,10 +259,7 @@ def collect_static(*, force: bool = False, timeout: float = 300.0) -> Path:
     STATIC_ROOT. Returns STATIC_ROOT.
     """
     static_root = REPO_ROOT / "staticfiles"
-    lock_name = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"roomchat-collectstatic-{lock_name}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with static_lock():
         fingerprint = _fingerprint()
         stamp = static_root / _STAMP
         fresh = (static_root / "staticfiles.json").is_file() and stamp.is_file()

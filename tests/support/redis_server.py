@@ -7,14 +7,13 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.support import end_process, log_tail, spawn, wait_until
+from tests.support import ServerProcess, log_tail, spawn, wait_until
 from tests.support.ports import free_port
 
 
@@ -27,7 +26,7 @@ def redis_binary() -> str | None:
     return shutil.which("redis-server")
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One redis-server with no persistence: every restart starts empty, like a lost instance."""
 
     def __init__(
@@ -54,11 +53,6 @@ class RedisServer:
     def url(self) -> str:
         """redis:// URL of database 0."""
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive (it may still be loading)."""
-        return self.proc is not None and self.proc.poll() is None
 
     def client(self, **options: Any) -> redis.Redis:
         """A sync redis-py client without retries, so a stopped server fails fast."""
@@ -108,17 +102,6 @@ class RedisServer:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} running={self.running}>"
 
@@ -160,11 +143,3 @@ class RedisServer:
         finally:
             client.close()
         return self.running
-
-    def _port_taken(self) -> bool:
-        return "Address already in use" in self.log_text()
-
-    def _end(self, sig: signal.Signals, timeout: float) -> int | None:
-        if self.proc is None:
-            return None
-        return end_process(self.proc, sig, timeout)
