@@ -9,10 +9,11 @@ skipped, except under CI=true, where that is a failure.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -105,6 +106,16 @@ class Person:
 
 
 PersonFactory = Callable[..., Person]
+
+
+@pytest.fixture(scope="module")
+def server_env(server_env: Mapping[str, str]) -> Mapping[str, str]:
+    """The session's server environment with this module's own Redis key prefix, so locks,
+    presence, rate limits and a circuit breaker other modules leave behind never reach these
+    tests (and theirs never reach others)."""
+    from tests.support import unique_name
+
+    return MappingProxyType({**server_env, "REDIS_KEY_PREFIX": unique_name("browser")})
 
 
 @pytest.fixture
