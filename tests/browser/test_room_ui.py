@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -344,3 +345,39 @@ def test_markdown_reply_renders_with_code_copy_and_screenshot(
     expect(body.locator("button.copy-code")).to_contain_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.startswith("def share(total: float, people: int) -> float:")
+
+
+def _long_room_with_a_summary(slug: str, username: str) -> list[int]:
+    """Four stored messages, the first two folded into the room's summary; their ids."""
+    from django.contrib.auth import get_user_model
+
+    from chatsite.rooms import services
+
+    user = get_user_model().objects.get(username=username)
+    room = services.open_room(slug, user)
+    ids = []
+    for n in range(1, 5):
+        message = services.store_user_message(room, user, f"message {n}", None)
+        assert message is not None
+        ids.append(message.pk)
+    assert services.store_summary(room.pk, 0, ids[1], "They counted to two.") is not None
+    return ids
+
+
+def test_the_page_marks_where_the_summary_of_a_long_room_starts(
+    daphne_pair: DaphnePair, person: PersonFactory, unique: Callable[[str], str]
+) -> None:
+    alice = person("alice")
+    slug = unique("long")
+    with ThreadPoolExecutor(1) as pool:  # the ORM refuses Playwright's thread (see conftest)
+        ids = pool.submit(_long_room_with_a_summary, slug, alice.username).result()
+    page = alice.open_room(daphne_pair.a, slug)
+
+    items = page.locator("#messages > li")
+    expect(items).to_have_count(5)
+    marker = page.locator("#messages > li.summary-marker")
+    expect(marker).to_have_attribute("role", "separator")
+    expect(marker).to_contain_text("summary")
+    # Right after the last folded message, right before the first one Claude reads in full.
+    order = [li.get_attribute("data-id") or "marker" for li in items.all()]
+    assert order == [str(ids[0]), str(ids[1]), "marker", str(ids[2]), str(ids[3])]

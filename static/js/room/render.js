@@ -221,6 +221,11 @@ export class RoomView {
       keys.add(key);
       items.push({ key, message: null, pending: p });
     }
+    const marker = summaryMarkerIndex(state);
+    if (marker >= 0) {
+      items.splice(marker, 0, { key: SUMMARY_KEY, message: null, pending: null });
+      keys.add(SUMMARY_KEY);
+    }
 
     const firstBefore = this.list.firstElementChild;
     const countBefore = this.list.childElementCount;
@@ -231,11 +236,11 @@ export class RoomView {
     for (const item of items) {
       let node = this.elements.get(item.key);
       if (!node) {
-        node = this.createMessage();
+        node = item.key === SUMMARY_KEY ? createSummaryMarker() : this.createMessage();
         this.elements.set(item.key, node);
       }
       const source = item.message || item.pending;
-      if (node._source !== source || node._me !== state.me) {
+      if (source && (node._source !== source || node._me !== state.me)) {
         if (item.message) this.updateMessage(node, item.message, state, now);
         else this.updatePending(node, item.pending, state, now);
         node._source = source;
@@ -413,7 +418,32 @@ function setBadge(node, status) {
 }
 
 function textLength(item) {
-  return (item.message || item.pending).text?.length ?? 0;
+  return (item.message || item.pending)?.text?.length ?? 0;
+}
+
+// ---- the summary marker ----------------------------------------------------------------------
+// In a long room the server folds older messages into a summary that Claude reads instead of
+// them (docs/protocol.md, `Room.summary_upto_id`). People still see every message; a divider
+// after the last folded one shows where Claude's word-for-word memory begins.
+
+const SUMMARY_KEY = "summary-marker";
+
+/** Where the divider goes in the rendered list, or -1 when none is due. */
+function summaryMarkerIndex(state) {
+  const upto = state.room?.summary_upto_id || 0;
+  const messages = state.messages;
+  // Only when the boundary is among what is shown: the last folded message is loaded, and a
+  // later one follows it (else the divider would sit above or below nothing).
+  if (!upto || !messages.length || messages[0].id > upto) return -1;
+  return messages.findIndex((m) => m.id > upto);
+}
+
+function createSummaryMarker() {
+  return el(
+    "li",
+    { class: "summary-marker", role: "separator", "aria-label": "Claude reads the messages above as a summary" },
+    el("span", { class: "summary-marker-label", text: "Claude reads the messages above as a summary" }),
+  );
 }
 
 function initial(name) {
