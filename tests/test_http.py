@@ -79,6 +79,32 @@ def test_signup_creates_the_user_signs_in_and_redirects(browser: Client) -> None
     assert browser.get("/").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"),
+    [("/rooms/lisbon/", "/rooms/lisbon/"), ("https://evil.example/", "/")],
+)
+def test_signup_from_a_room_link_lands_in_the_room_and_never_off_site(
+    browser: Client, next_url: str, lands_on: str
+) -> None:
+    page = browser.get("/accounts/signup/", {"next": next_url})
+    html = page.content.decode()
+    assert ('name="next"' in html) == (next_url == lands_on)
+
+    answer = post_form(
+        browser,
+        "/accounts/signup/",
+        {
+            "username": "erin",
+            "password1": "a-long-pass-7",
+            "password2": "a-long-pass-7",
+            "next": next_url,
+        },
+    )
+    assert answer.status_code == 302
+    assert answer["Location"] == lands_on
+    assert signed_in_as(browser) == "erin"
+
+
 def test_signup_with_mismatched_passwords_shows_the_form_again(browser: Client) -> None:
     answer = post_form(
         browser,

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -32,11 +33,17 @@ HEALTH_TIMEOUT = 2.0
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     form: UserCreationForm[User] = UserCreationForm(request.POST or None)
+    # Whoever followed a room link signs up and lands in that room, as after a login.
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("lobby")
-    return render(request, "registration/signup.html", {"form": form})
+        return redirect(next_url or "lobby")
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})
 
 
 @login_required
