@@ -1,9 +1,10 @@
 """What a tab can do in a room, as plain async functions the consumer calls (testable without
-a socket): snapshots, presence, sending, stopping, room settings."""
+a socket): snapshots, sending, stopping, room settings. Presence: `consumers.presence`."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -67,40 +68,6 @@ async def snapshot(room_id: int, username: str) -> dict[str, Any]:
     return protocol.snapshot(room_data(room, get_provider()), username, messages, generation)
 
 
-async def presence_users(room_id: int) -> list[str]:
-    try:
-        return await shared_state().presence_users(room_id)
-    except Exception as exc:
-        log.warning("presence of room %s unreadable: %s", room_id, exc)
-        return []
-
-
-async def join(room_id: int, conn_id: str, username: str) -> list[str]:
-    """Mark a connection present; tell the room if its set of people changed."""
-    before = await presence_users(room_id)
-    try:
-        await shared_state().presence_join(room_id, conn_id, username)
-    except Exception as exc:
-        log.warning("presence join in room %s failed: %s", room_id, exc)
-    after = await presence_users(room_id)
-    if after != before:
-        await broadcast(room_id, protocol.presence(after))
-    return after
-
-
-async def leave(room_id: int, conn_id: str) -> None:
-    """Forget a connection; tell the room if its set of people changed."""
-    before = await presence_users(room_id)
-    try:
-        await shared_state().presence_leave(room_id, conn_id)
-    except Exception as exc:
-        log.warning("presence leave in room %s failed: %s", room_id, exc)
-        return
-    after = await presence_users(room_id)
-    if after != before:
-        await broadcast(room_id, protocol.presence(after))
-
-
 @database_sync_to_async
 def _client_msg_id_used(room: Room, user: User, client_msg_id: str | None) -> bool:
     return client_msg_id is not None and selectors.client_msg_id_used(room, user, client_msg_id)
@@ -131,7 +98,8 @@ async def check_rate(user: User) -> None:
         raise FrameError(
             "rate_limited",
             f"You can send {settings.CHAT_RATE_PER_MINUTE} messages a minute. Try again shortly.",
-            retry_after=round(wait, 1),
+            # Rounded up: a client waiting exactly this long is never refused again.
+            retry_after=math.ceil(wait * 10) / 10,
         )
 
 

@@ -19,7 +19,7 @@ from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 
-from . import chat, lifecycle, protocol, transport
+from . import chat, lifecycle, presence, protocol, transport
 from .broadcast import BROADCAST_EVENT, room_group
 from .protocol import FrameError, SendMessage, StopGeneration, Sync, UpdateRoom
 
@@ -99,7 +99,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room = room
         lifecycle.track(self, room.pk, user.username)
         await self.send_frame(await chat.snapshot(room.pk, user.username))
-        users = await chat.join(room.pk, self.conn_id, user.username)
+        users = await presence.join(room.pk, self.conn_id, user.username)
         await self.send_frame(protocol.presence(users))
 
     async def disconnect(self, code: int) -> None:
@@ -112,7 +112,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(self.group, self.channel_name)
             except Exception as exc:
                 log.debug("group discard failed: %s", exc)
-        await chat.leave(self.room.pk, self.conn_id)
+        await presence.leave(self.room.pk, self.conn_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for every client frame: refused frames get an `error` and change nothing."""

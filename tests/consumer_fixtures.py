@@ -25,6 +25,7 @@ from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Room
 from consumers import lifecycle
 from consumers.livestate import reset_shared_state
+from consumers.presence import reset_announcer
 from consumers.replies import reply_runner, reset_reply_runner
 from consumers.summaries import reset_summarizer, summarizer
 from tests.fakes import FakeAnthropic, FakeOpenAI
@@ -52,6 +53,7 @@ async def fresh_process_state() -> AsyncIterator[None]:
     reset_shared_state()
     reset_reply_runner()
     reset_summarizer()
+    reset_announcer()
     channel_layers.backends = {}
     get_provider.cache_clear()
     yield

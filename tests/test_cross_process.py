@@ -22,6 +22,7 @@ from tests.conftest import DaphneFactory, DaphnePair, WsConnect
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
+from tests.support.auth import create_user, session_cookie
 from tests.support.daphne import DaphneProcess
 from tests.support.people import join, make_people
 from tests.support.wsclient import HandshakeRejected, RoomSocket, follow_reply
@@ -275,6 +276,7 @@ async def test_a_repeated_client_msg_id_posts_once_even_on_the_other_process(
     on_b = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.alice_cookie)
     watcher = await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.bob_cookie)
     tabs = (on_a, on_b, watcher)
+    await asyncio.gather(*(tab.settle() for tab in tabs))  # the joins' presence announcements
 
     await on_a.send({"type": "message.send", "text": "once", "client_msg_id": "dup-1"})
     for tab in tabs:
@@ -397,6 +399,35 @@ async def test_presence_is_shared_across_processes(
         assert frame["users"] == sorted(set(frame["users"]))
 
 
+@sync_to_async
+def crowd_cookies(unique: Any, count: int) -> list[tuple[str, str]]:
+    """(username, sessionid) of `count` new people."""
+    people = [create_user(unique("guest"), password=None) for _ in range(count)]
+    return [(user.username, session_cookie(user)) for user in people]
+
+
+async def test_a_crowd_joining_at_once_on_both_processes_converges_in_few_frames(
+    daphne_pair: DaphnePair, ws_connect: WsConnect, unique: Any
+) -> None:
+    p = await make_people(unique, title="Crowd")
+    alice_a = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie)
+    first_seen = alice_a.mark()
+    crowd = await crowd_cookies(unique, 12)
+    # Everyone at the same moment, alternating processes: the announcements race each other.
+    tabs = await asyncio.gather(
+        *(
+            join(ws_connect, (daphne_pair.a, daphne_pair.b)[i % 2].ws_url, p.slug, cookie)
+            for i, (_, cookie) in enumerate(crowd)
+        )
+    )
+    everyone = sorted([p.alice, *(name for name, _ in crowd)])
+    for tab in [alice_a, *tabs]:
+        await wait_presence(tab, everyone)
+    # One frame per join would be 12 for alice; announcements are debounced per process.
+    heard = [f for f in alice_a.frames[first_seen:] if f["type"] == "presence"]
+    assert len(heard) < len(crowd), [f["users"] for f in heard]
+
+
 async def test_a_socket_idle_well_past_five_seconds_still_gets_the_next_reply(
     daphne_pair: DaphnePair,
     daphne_factory: DaphneFactory,
@@ -463,6 +494,9 @@ async def test_refusals_at_the_handshake_and_with_close_codes(
             (p.slug, "not-a-session", 4401),  # a stale cookie is not a user
             (unique("nowhere"), p.alice_cookie, 4404),  # no such room
             (private.slug, p.bob_cookie, 4403),  # someone else's private room
+            ("Not-A-Slug", p.alice_cookie, 4404),  # no room can have this slug
+            ("x" * 51, p.alice_cookie, 4404),
+            ("Not-A-Slug", None, 4401),
         ]
         for slug, cookie, code in cases:
             sock = await ws_connect(server.ws_url, slug, cookie)

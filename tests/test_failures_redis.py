@@ -70,6 +70,12 @@ async def ask(sock: RoomSocket, text: str, timeout: float = 15.0) -> dict[str, A
     )
 
 
+async def wait_stored(text: str, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await Message.objects.filter(text=text).aexists():
+            await asyncio.sleep(0.05)
+
+
 # --- a Redis restart mid-conversation --------------------------------------------------------
 
 
@@ -90,9 +96,9 @@ async def test_redis_killed_and_restarted_mid_reply_recovers_without_restarting_
     tab_a = await join(ws_connect, a.ws_url, p.slug, p.alice_cookie)
     tab_b = await join(ws_connect, b.ws_url, p.slug, p.bob_cookie)
 
-    # Settle presence first: bob's tab hears its own arrival twice (its own copy, then the room's).
+    # Settle presence first: each process announces the arrivals it saw, a moment later.
     await tab_a.wait_for("presence", where=lambda f: p.bob in f["users"])
-    await tab_b.wait_for("presence")
+    await asyncio.gather(tab_a.settle(), tab_b.settle())
     if layer == "core":
         # The idle-socket trap (NOTES): channels_redis blocks in BZPOPMIN for 5 s, which a
         # 5 s socket timeout turns into a dead consumer. Sockets idle well past it stay open.
@@ -101,9 +107,12 @@ async def test_redis_killed_and_restarted_mid_reply_recovers_without_restarting_
     fake_anthropic.queue(Reply(chunks=["before"]))
     assert (await ask(tab_b, "warm-up"))["text"] == "before"
 
-    # A slow reply runs on A; bob on B follows it.
-    chunks = words("s", 200)
-    fake_anthropic.queue(Reply(chunks=chunks, delay=0.03))
+    # A slow reply runs on A; bob on B follows it. About 20 s: long enough that B's reaper
+    # would interrupt it if A did not take its lost lock back after the restart.
+    chunks = words("s", 650)
+    fake_anthropic.queue(
+        Reply(chunks=chunks, delay=0.03), Reply(chunks=["answered ", "after ", "the ", "outage"])
+    )
     since_b = tab_b.mark()
     await tab_a.send({"type": "message.send", "text": "a long one"})
     reply_id = (await tab_b.wait_for("generation.started", since=since_b))["message_id"]
@@ -111,6 +120,7 @@ async def test_redis_killed_and_restarted_mid_reply_recovers_without_restarting_
         "generation.delta", since=since_b, message_id=reply_id, where=lambda f: f["seq"] >= 3
     )
 
+    before_outage = [(tab_a, tab_a.mark()), (tab_b, tab_b.mark())]
     private_redis.kill()
     for process in (a, b):
         down = time.monotonic()
@@ -118,18 +128,33 @@ async def test_redis_killed_and_restarted_mid_reply_recovers_without_restarting_
         assert time.monotonic() - down < 2.5  # never hangs past its own 2 s check timeout
         assert status == 503, body
         assert json.loads(body)["checks"]["channel_layer"].startswith("error")
+    # Bob writes while Redis is away: stored (nobody hears of it yet), answered later.
+    outage_text = "sent while Redis was away"
+    await tab_b.send({"type": "message.send", "text": outage_text, "client_msg_id": "outage"})
+    await wait_stored(outage_text)
     private_redis.start()  # same port, no data: memberships, locks, live text are gone
     back = time.monotonic()
 
     # Every tab is resynchronised (a fresh snapshot) and the reply reaches both, whole.
-    for tab in (tab_a, tab_b):
-        await tab.wait_for("room.snapshot", since=since_b, timeout=RECOVERY_DEADLINE)
+    for tab, mark in before_outage:
+        await tab.wait_for("room.snapshot", since=mark, timeout=RECOVERY_DEADLINE)
     resynced_in = time.monotonic() - back
     view = await follow_reply(tab_b, reply_id, since=since_b, timeout=30)
     text = view.check(allow_gaps=True)  # gaps are allowed while Redis was away, not holes
     assert view.text == text == "".join(chunks)
     stored = await Message.objects.aget(pk=reply_id)
     assert (stored.status, stored.text) == ("complete", text)
+    assert await Message.objects.filter(room=p.room, status="interrupted").acount() == 0
+
+    # The message bob wrote during the outage gets its reply once the long one has ended.
+    after_outage = await tab_b.wait_for(
+        "generation.started", since=since_b, where=lambda f: f["message_id"] != reply_id
+    )
+    answer = await tab_b.wait_for(
+        "generation.finished", since=since_b, message_id=after_outage["message_id"]
+    )
+    assert (answer["status"], answer["text"]) == ("complete", "answered after the outage")
+    assert outage_text in json.dumps(fake_anthropic.requests[-1].body["messages"][-1])
 
     # The room works again from either side, without restarting daphne.
     for process in (a, b):

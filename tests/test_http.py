@@ -388,3 +388,45 @@ def test_healthz_answers_200_with_checks_without_sign_in(client: Client) -> None
 
 def test_healthz_path_is_exact(client: Client) -> None:
     assert client.get("/healthz/").status_code == 404
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+
+def test_admin_lists_rooms_and_replies_with_their_model_usage_and_timing(alice: User) -> None:
+    staff = User.objects.create_superuser("root", password=PASSWORD)
+    room = Room.objects.create(slug="costly", title="Costly", owner=alice, model="m")
+    reply = Message.objects.create(
+        room=room,
+        role="assistant",
+        status="complete",
+        provider="anthropic",
+        model="claude-haiku-5-5",
+        input_tokens=1234,
+        output_tokens=567,
+        cache_creation_input_tokens=8901,
+        cache_read_input_tokens=23456,
+        time_to_first_token_ms=321,
+        duration_ms=6543,
+    )
+    client = Client()
+    client.force_login(staff)
+
+    rooms = client.get("/admin/rooms/room/")
+    assert rooms.status_code == 200 and "costly" in rooms.content.decode()
+
+    listing = client.get("/admin/rooms/message/").content.decode()
+    for shown in ("claude-haiku-5-5", "1234", "567", "8901", "23456", "321", "6543"):
+        assert shown in listing, shown
+
+    detail = client.get(f"/admin/rooms/message/{reply.pk}/change/")
+    assert detail.status_code == 200
+    page = detail.content.decode()
+    assert "Cache read input tokens" in page and "23456" in page
+    # Usage is what the model reported: shown, never editable.
+    assert 'name="cache_read_input_tokens"' not in page and 'name="input_tokens"' not in page
+
+
+def test_admin_is_for_staff_only(alice_client: Client) -> None:
+    answer = alice_client.get("/admin/rooms/message/")
+    assert answer.status_code == 302 and "/admin/login/" in answer["Location"]

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
@@ -28,6 +29,7 @@ from .serializers import message_data, room_data
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
 HEALTH_TIMEOUT = 2.0
+HEALTH_GROUP = "health"  # a group nobody joins: sending to it proves the layer answers
 
 
 @require_http_methods(["GET", "POST"])
@@ -125,14 +127,24 @@ async def _check(coro: Any) -> str:
     return "ok"
 
 
+async def _layer_answers() -> None:
+    """A group send through the channel layer: the operation every broadcast makes."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+    await layer.group_send(HEALTH_GROUP, {"type": "health.check"})
+
+
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the channel layer answer within 2 s, else 503."""
+    """200 when the database, the channel layer and the shared state answer within 2 s."""
     from consumers.livestate import shared_state
 
-    checks = {
-        "database": await _check(sync_to_async(_database_answers, thread_sensitive=False)()),
-        "channel_layer": await _check(shared_state().ping()),
-    }
+    database, layer, state = await asyncio.gather(
+        _check(sync_to_async(_database_answers, thread_sensitive=False)()),
+        _check(_layer_answers()),
+        _check(shared_state().ping()),
+    )
+    checks = {"database": database, "channel_layer": layer, "shared_state": state}
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},

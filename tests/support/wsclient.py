@@ -218,6 +218,21 @@ class RoomSocket:
                 await asyncio.wait_for(event.wait(), remaining)
         return True
 
+    async def settle(self, quiet: float = 0.6, timeout: float = 10.0) -> None:
+        """Wait until no frame has arrived for `quiet` seconds (e.g. presence announcements of
+        both processes after people joined); TimeoutError if frames keep coming."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        while True:
+            try:
+                await self.next_frame_after(self.mark(), min(loop.time() + quiet, give_up))
+            except TimeoutError:
+                if loop.time() >= give_up:
+                    raise
+                return
+            if self.closed:
+                return
+
     def find(
         self,
         type_: str | None = None,
