@@ -26,4 +26,5 @@ application = ProtocolTypeRouter(
     }
 )
 
+lifecycle.announce_configuration()
 lifecycle.install_daphne_hooks()

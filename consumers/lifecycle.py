@@ -21,7 +21,7 @@ from chatsite.rooms import selectors, services
 from chatsite.rooms.models import Message
 from chatsite.rooms.services import ReplyOutcome
 
-from . import chat, protocol
+from . import chat, presence, protocol
 from .broadcast import broadcast
 from .livestate import RedisState, shared_state
 from .replies import reply_runner
@@ -33,9 +33,17 @@ log = logging.getLogger(__name__)
 
 PRESENCE_EVERY = 10.0  # seconds between presence refreshes (entries live 30 s)
 REAP_EVERY = 3.0  # seconds between looks for orphaned replies and unanswered rooms
+# How far back the reaper looks for unanswered messages (left by a long outage of Redis or the
+# database); older ones are answered by the room's next message, which answers all of them.
+UNANSWERED_WITHIN = timedelta(hours=24)
 REDIS_WATCH_EVERY = 2.0  # seconds between checks that Redis answers and is the same server
 REJOIN_EVERY = 3600.0  # re-add group memberships well inside channels_redis' 24 h expiry
 LAYER_PROBE_TIMEOUT = 15.0  # how long recovery waits for the channel layer to carry a frame
+# SIGTERM: Heroku kills the dyno 30 s after it. Replies first: stored and announced, normally in
+# well under a second; if that hangs (a Redis call can hang for its 15 s socket timeout), stored
+# directly within 5 s more. Then presence: 18 s at most.
+SHUTDOWN_REPLIES_TIMEOUT = 10.0
+SHUTDOWN_PRESENCE_TIMEOUT = 3.0
 
 
 class ProcessServices:
@@ -100,13 +108,28 @@ class ProcessServices:
         await state.presence_refresh(entries)
         for room_id in await state.presence_rooms():
             before = await state.presence_users(room_id)
-            if await state.presence_expire(room_id):
-                after = await state.presence_users(room_id)
-                if after != before:
-                    await broadcast(room_id, protocol.presence(after))
+            if (
+                await state.presence_expire(room_id)
+                and await state.presence_users(room_id) != before
+            ):
+                presence.announcer().changed(room_id)
         if announce:
             for room_id in {room_id for _, room_id, _ in self.connections.values()}:
-                await broadcast(room_id, protocol.presence(await state.presence_users(room_id)))
+                await presence.announce(room_id)
+
+    async def leave_all(self) -> None:
+        """Take this process's connections out of presence and tell their rooms (shutdown).
+
+        Daphne cancels the consumers on SIGTERM without running `disconnect`, so without
+        this the people of a stopping process would linger in the list until they expire.
+        """
+        state = shared_state()
+        rooms = {room_id for _, room_id, _ in self.connections.values()}
+        for consumer, room_id, _ in list(self.connections.values()):
+            await state.presence_leave(room_id, consumer.conn_id)
+        self.connections.clear()
+        for room_id in rooms:
+            await presence.announce(room_id)
 
     async def reap_once(self) -> None:
         """Interrupt replies whose process died; start replies nobody started."""
@@ -126,15 +149,14 @@ class ProcessServices:
                 self.suspects.pop(message.pk, None)
         for gone in set(self.suspects) - seen:
             del self.suspects[gone]
-        recent = await database_sync_to_async(selectors.rooms_with_recent_user_messages)(
-            timedelta(hours=1), timedelta(seconds=2)
+        unanswered = await database_sync_to_async(selectors.unanswered_rooms)(
+            UNANSWERED_WITHIN, timedelta(seconds=2)
         )
-        for room_id in recent:
+        for room_id in unanswered:
             if runner.running(room_id) or await state.room_locked(room_id):
                 continue
-            if await database_sync_to_async(selectors.has_unanswered)(room_id):
-                log.info("room %s has an unanswered message: starting its reply", room_id)
-                await runner.request(room_id)
+            log.info("room %s has an unanswered message: starting its reply", room_id)
+            await runner.request(room_id)
 
     async def watch_redis(self) -> None:
         """Notice Redis going away, coming back, or coming back empty (a restart), and recover.
@@ -338,8 +360,27 @@ async def interrupt_orphan(message: Message) -> None:
 async def shutdown() -> None:
     """On SIGTERM: interrupt running replies (stored, announced, locks freed), then stop."""
     log.info("shutting down: ending running replies")
-    await reply_runner().shutdown(timeout=20.0)
+    await reply_runner().shutdown(timeout=SHUTDOWN_REPLIES_TIMEOUT)
+    try:
+        await asyncio.wait_for(_services.leave_all(), SHUTDOWN_PRESENCE_TIMEOUT)
+    except Exception as exc:  # Redis away: the entries expire by themselves (PRESENCE_TTL)
+        log.warning("shutdown: presence not cleared: %s: %s", type(exc).__name__, exc)
     _services.stop()
+
+
+def announce_configuration() -> None:
+    """Say at start-up how far this process can scale: without Redis, to itself only."""
+    if settings.REDIS_URL:
+        log.info(
+            "channel layer: Redis (%s); replies, stops, presence and limits are shared by "
+            "every process",
+            settings.REDIS_CHANNEL_LAYER,
+        )
+        return
+    log.warning(
+        "REDIS_URL is not set: in-memory channel layer and in-process room state. Run ONE "
+        "process only; a second one would neither see this one's rooms nor its replies."
+    )
 
 
 def install_daphne_hooks() -> None:

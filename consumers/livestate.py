@@ -50,7 +50,8 @@ class SharedState(Protocol):
     async def append_generation(
         self, room_id: int, message_id: int, seq: int, text: str, full_text: str | None
     ) -> bool:
-        """Record delta `seq`; False when the state was lost and `full_text` is needed."""
+        """Record delta `seq`; False when the state was lost (then `full_text` rebuilds it) or
+        belongs to another reply (then nothing is written)."""
         ...
 
     async def get_generation(self, room_id: int) -> LiveGeneration | None: ...
@@ -100,9 +101,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 # Append a batch: the text key and the seq change together, so a snapshot is always exact.
-# When the hash is missing (Redis restarted) or a previous append failed, the full text is set.
+# When the hash is missing (Redis restarted) or a previous append failed, the full text is set,
+# unless the hash belongs to another reply: a reply reaped elsewhere must not overwrite the next.
 _APPEND = """
 if ARGV[4] == '1' then
+  local current = redis.call('HGET', KEYS[1], 'message_id')
+  if current and current ~= ARGV[1] then return 0 end
   redis.call('HSET', KEYS[1], 'message_id', ARGV[1], 'seq', ARGV[2], 'model', ARGV[5])
   redis.call('SET', KEYS[2], ARGV[6])
 elseif redis.call('HGET', KEYS[1], 'message_id') ~= ARGV[1] then
@@ -373,6 +377,8 @@ class MemoryState:
     ) -> bool:
         current = self.generations.get(room_id)
         model = current.model if current else ""
+        if current is not None and current.message_id != message_id:
+            return False  # another reply's state: never overwritten
         if full_text is not None:
             self.generations[room_id] = LiveGeneration(message_id, seq, full_text, model)
         elif current is None or current.message_id != message_id:

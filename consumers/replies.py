@@ -37,7 +37,9 @@ from .summaries import summarizer
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.2  # how often a reply looks for a stop request from any process
-MAX_RETRY_DELAY = 30.0
+SHUTDOWN_STORE_TIMEOUT = 5.0  # seconds to store replies directly when their ending hangs
+MAX_RETRY_DELAY = 30.0  # seconds: the longest backoff we choose ourselves
+MAX_RETRY_AFTER = 60.0  # seconds: a longer retry-after from the server ends the reply instead
 USER_MESSAGES = {
     "upstream_unavailable": "Claude is unavailable right now. Please try again in a moment.",
     "upstream_error": "Claude's reply broke off. The text so far is kept.",
@@ -157,11 +159,19 @@ class ReplyJob:
     model: str = ""
     _publish_failed: bool = False
     _finishing: bool = False
+    # The reply was ended elsewhere (reaped while this process could not reach Redis): it
+    # stops at once and sends, stores and clears nothing more, since the room has moved on.
+    abandoned: bool = False
     _stream_task: asyncio.Task[ReplyOutcome] | None = None
 
     def __post_init__(self) -> None:
         self.model = self.request.model
         self.emitter = DeltaEmitter(settings.STREAM_FLUSH_MS / 1000, self._publish)
+
+    def abandon(self) -> None:
+        """Stop without a word: another process already stored this reply's ending."""
+        self.abandoned = True
+        self.end_early("interrupted")
 
     def end_early(self, status: str) -> None:
         """Stop streaming now; the reply is stored with `status` (stopped, interrupted)."""
@@ -244,6 +254,15 @@ class ReplyJob:
                         "reply %s broke after the first token: %s", self.message_id, exc.detail
                     )
                     return self._outcome("error", "upstream_error", exc.detail)
+                if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER:
+                    # Holding the room that long helps nobody: say so now, they can ask again.
+                    log.warning(
+                        "reply %s: the model asks to wait %.0f s; giving up: %s",
+                        self.message_id,
+                        exc.retry_after,
+                        exc.detail,
+                    )
+                    return self._outcome("error", "upstream_unavailable", exc.detail)
                 if attempt > cfg.LLM_MAX_RETRIES:
                     log.warning(
                         "reply %s: giving up after %s attempts: %s",
@@ -347,6 +366,8 @@ class ReplyJob:
 
     async def _publish(self, seq: int, text: str) -> None:
         """Record delta `seq` in the live state, then send it to the room."""
+        if self.abandoned:
+            return
         try:
             full = self.emitter.text if self._publish_failed else None
             done = await self.state.append_generation(
@@ -376,6 +397,13 @@ class ReplyJob:
 
     async def _finish(self, outcome: ReplyOutcome) -> None:
         await self.emitter.flush()
+        if self.abandoned:
+            log.warning(
+                "reply %s was ended by another process while this one could not reach Redis; "
+                "its remaining text is dropped",
+                self.message_id,
+            )
+            return
         self._finishing = True
         text = self.emitter.text
         status = outcome.status
@@ -553,14 +581,31 @@ class ReplyRunner:
             summarizer().after_reply(room_id, message_id, request)
 
     async def _keep_lock(self, room_id: int, token: str) -> None:
+        """Renew the room's lock while the reply runs, and notice if the room moved on.
+
+        The lock says who may run a reply; the database says whether this one still runs.
+        When this process could not renew for longer than ROOM_LOCK_TTL (Redis unreachable
+        from here only, a stalled loop), another process's reaper may have stored the reply as
+        interrupted and started the next: then this one must stop, or two would stream.
+        """
         ttl = settings.ROOM_LOCK_TTL
         while True:
             await asyncio.sleep(ttl / 5)
             try:
                 if not await self.state.renew_room(room_id, token, ttl):
-                    log.error("room %s's lock was taken by another process", room_id)
+                    log.error("room %s's lock is held by another process", room_id)
             except Exception as exc:
                 log.warning("room %s's lock not renewed: %s", room_id, exc)
+            job = self.jobs.get(room_id)
+            if job is None or job.abandoned:
+                continue
+            try:
+                reaped = not await database_sync_to_async(_still_streaming)(job.message_id)
+            except Exception as exc:  # the database is away: nobody can reap meanwhile either
+                log.debug("reply %s: status not checked: %s", job.message_id, exc)
+                continue
+            if reaped and not job._finishing:
+                job.abandon()
 
     def running(self, room_id: int) -> bool:
         return room_id in self.tasks
@@ -582,7 +627,7 @@ class ReplyRunner:
             except Exception as exc:
                 log.warning("room %s's lock and live state not restored: %s", room_id, exc)
 
-    async def shutdown(self, timeout: float = 20.0) -> None:
+    async def shutdown(self, timeout: float = 10.0) -> None:
         """Interrupt every running reply: store partial text, tell the rooms, free the locks."""
         self.shutting_down = True
         loop = asyncio.get_running_loop()
@@ -597,13 +642,45 @@ class ReplyRunner:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 log.error(
-                    "shutdown: %s replies did not end in %ss; their rooms free themselves "
-                    "when the locks expire",
+                    "shutdown: %s replies did not end in %ss (Redis or the database hangs); "
+                    "storing their text directly, the rooms are freed when the locks expire",
                     len(self.tasks),
                     timeout,
                 )
+                await self._store_unfinished()
                 return
             await asyncio.wait(list(self.tasks.values()), timeout=min(remaining, 1.0))
+
+    async def _store_unfinished(self) -> None:
+        """Store each reply that could not finish as `interrupted` with all its text so far.
+
+        The normal ending goes through Redis first (the last delta, then the database, then
+        `generation.finished`); when Redis hangs that path can outlast the process, and the
+        reaper would later find only what Redis held. Nobody is told here: tabs get the stored
+        text from their next snapshot once they reconnect elsewhere.
+        """
+        for job in list(self.jobs.values()):
+            if job._finishing:
+                continue  # its own ending is being stored
+            text = job.emitter.text + "".join(job.emitter.batcher.pending)
+            outcome = dataclasses.replace(job._outcome("interrupted"), text=text)
+            try:
+                stored = await asyncio.wait_for(
+                    database_sync_to_async(services.finish_reply)(job.message_id, outcome),
+                    SHUTDOWN_STORE_TIMEOUT,
+                )
+            except Exception as exc:
+                log.error("shutdown: reply %s not stored: %s", job.message_id, exc)
+                continue
+            if stored:
+                log.warning(
+                    "shutdown: reply %s stored as interrupted without telling its room",
+                    job.message_id,
+                )
+
+
+def _still_streaming(message_id: int) -> bool:
+    return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).exists()
 
 
 def _has_streaming_reply(room_id: int) -> bool:

@@ -136,7 +136,12 @@ async def test_overloaded_twice_then_answered(
     assert view.check() == "".join(words("o", 6))
     retries = b.find("generation.retrying", since=since, message_id=reply_id)
     assert [(r["attempt"], r["reason"]) for r in retries] == [(2, "overloaded"), (3, "overloaded")]
-    assert all(r["retry_in"] > 0 for r in retries)
+    # Exponential with jitter from LLM_RETRY_BASE_DELAY (0.05 s here): half to all of the
+    # doubling ceiling, 0.05 s before attempt 2 and 0.1 s before attempt 3.
+    base = float(pair.a.env["LLM_RETRY_BASE_DELAY"])
+    for retry in retries:
+        ceiling = base * 2 ** (retry["attempt"] - 2)
+        assert ceiling / 2 <= retry["retry_in"] <= ceiling, retry
     # Retrying frames come only before the first delta.
     kinds = b.types(since)
     assert kinds.index("generation.delta") > max(

@@ -167,8 +167,16 @@ async def test_heroku_length_is_max_tokens(fake_openai: FakeOpenAI) -> None:
 ERROR_CASES = [
     (Fail(429, retry_after=2), RetryableError, "rate_limited", 0),
     (Fail(503), RetryableError, "server_error", 0),
+    (Fail(529), RetryableError, "overloaded", 0),
+    (Fail(408), RetryableError, "server_error", 0),
+    (Fail(409), RetryableError, "server_error", 0),
+    (Fail(500), RetryableError, "server_error", 0),
+    (Fail(400), ConfigurationError, None, 0),
     (Fail(401), ConfigurationError, None, 0),
+    (Fail(403), ConfigurationError, None, 0),
     (Fail(404), ConfigurationError, None, 0),
+    (Fail(413), ConfigurationError, None, 0),
+    (Fail(418), StreamBrokenError, None, 0),  # undocumented: not a configuration problem
     (Reply(chunks=["a", "b", "c"], then="error", after=2), RetryableError, "overloaded", 2),
     (Reply(chunks=["a", "b", "c"], then="cut", after=2), RetryableError, "connection", 2),
     (Reply(chunks=["a", "b", "c"], then="stall", after=1), RetryableError, "connection", 1),

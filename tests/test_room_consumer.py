@@ -4,15 +4,20 @@ the fake Anthropic API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 
 from chatsite.asgi import application
+from chatsite.llm.demo_provider import split_words
 from chatsite.rooms.models import Message, Room
+from consumers.livestate import shared_state
+from consumers.replies import reply_runner
 from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
 from tests.consumer_fixtures import TIMEOUT, Connect, Tab
 from tests.fakes import Fail, Reply
@@ -132,7 +137,14 @@ async def test_a_message_reaches_every_tab_and_claude_answers(
     stored = await Message.objects.aget(pk=reply_id)
     assert stored.text == finished[a]["text"] and stored.status == "complete"
     assert stored.output_tokens == finished[a]["usage"]["output_tokens"] > 0
-    assert stored.duration_ms is not None and stored.time_to_first_token_ms is not None
+    # Timing as measured: the demo sleeps before every piece, so the first token takes at least
+    # one pause and the whole reply at least one pause per piece.
+    pause_ms = 1000 / django_settings.DEMO_WORDS_PER_SECOND
+    pieces = len(split_words(stored.text))
+    assert stored.time_to_first_token_ms is not None and stored.duration_ms is not None
+    assert pause_ms * 0.9 <= stored.time_to_first_token_ms < stored.duration_ms
+    assert stored.duration_ms >= pieces * pause_ms * 0.9
+    assert stored.finished_at is not None and stored.finished_at >= stored.created_at
 
 
 async def test_a_repeated_client_msg_id_stores_nothing_and_sends_nothing(
@@ -163,18 +175,39 @@ async def test_a_repeated_client_msg_id_stores_nothing_and_sends_nothing(
             '{"type": "message.send", "text": "hi", "client_msg_id": "' + "c" * 65 + '"}',
             "invalid_message",
         ),
+        ('{"type": "sync", "pad": "' + "p" * (64 * 1024) + '"}', "too_long"),
+        ("[" * 100_000 + "]" * 100_000, "too_long"),
+        ("[" * 20_000 + "]" * 20_000, "invalid_json"),  # too deep for json: RecursionError
+        ('{"text": "no type"}', "invalid_message"),
+        ('{"type": 7}', "invalid_message"),
+        ('{"type": "message.send", "text": 5}', "invalid_message"),
+        ('{"type": "message.send"}', "invalid_message"),
+        ('{"type": "message.send", "text": "hi", "client_msg_id": 12}', "invalid_message"),
+        ('{"type": "generation.stop", "message_id": "x"}', "invalid_message"),
+        ('{"type": "generation.stop", "message_id": true}', "invalid_message"),
+        ('{"type": "room.update"}', "invalid_message"),
+        ('{"type": "room.update", "colour": "red"}', "invalid_message"),
+        ('{"type": "room.update", "title": "' + "t" * 101 + '"}', "invalid_message"),
+        ('{"type": "room.update", "system_prompt": "' + "s" * 4001 + '"}', "invalid_message"),
+        ('{"type": "room.update", "model": 3}', "invalid_message"),
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_stays_open(
     connect: Connect, room: Room, alice: tuple[User, str], raw: str, code: str
 ) -> None:
-    a = await connect("lounge", alice[1])
+    a = await connect("lounge", alice[1])  # alice owns the room: updates would be allowed
     await a.comm.send_to(text_data=raw)
     error = await a.until("error")
     assert error["type"] == "error" and error["code"] == code and error["message"]
     await a.send({"type": "sync"})
     assert (await a.next())["type"] == "room.snapshot"
     assert await Message.objects.acount() == 0
+    stored = await Room.objects.aget(pk=room.pk)
+    assert (stored.title, stored.system_prompt, stored.model) == (
+        room.title,
+        room.system_prompt,
+        room.model,
+    )
 
 
 async def test_binary_frames_are_refused(
@@ -224,6 +257,41 @@ async def test_stop_ends_the_reply_for_everyone_and_keeps_the_partial_text(
         assert 0 < len(fin["text"]) < len("".join(f"w{i} " for i in range(200)))
     stored = await Message.objects.aget(pk=started["message_id"])
     assert stored.status == "stopped" and stored.text == fin["text"]
+
+
+async def test_a_reply_reaped_by_another_process_stops_and_leaves_the_next_one_alone(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    use_fake_anthropic: Any,
+    settings: Any,
+) -> None:
+    settings.ROOM_LOCK_TTL = 1.0  # the lock keeper looks every 0.2 s
+    use_fake_anthropic.queue(Reply(chunks=[f"w{i} " for i in range(300)], delay=0.02))
+    a = await connect("lounge", alice[1])
+    await a.say("talk for a while")
+    reply_id = (await a.until("generation.started"))["message_id"]
+    await a.until("generation.delta", seq=3)
+
+    # What another process does when it took this one for dead (it could not reach Redis for
+    # longer than the lock's TTL): its reaper stores the reply, and the next reply begins.
+    await Message.objects.filter(pk=reply_id).aupdate(status="interrupted", text="reaped")
+    following = await Message.objects.acreate(room=room, role="assistant", status="streaming")
+    await shared_state().start_generation(room.pk, following.pk, "claude-haiku-5-5")
+
+    async with asyncio.timeout(5):
+        while reply_runner().running(room.pk):
+            await asyncio.sleep(0.05)
+    # Frames already on their way still arrive; then the room hears nothing more of it.
+    async with asyncio.timeout(3):
+        while not await a.quiet(0.5):
+            await a.next()
+    sent = a.deltas(reply_id)
+    assert len(sent) < 300 and not a.of_type("generation.finished")
+    stored = await Message.objects.aget(pk=reply_id)
+    assert (stored.status, stored.text) == ("interrupted", "reaped")
+    live = await shared_state().get_generation(room.pk)
+    assert live is not None and (live.message_id, live.seq, live.text) == (following.pk, 0, "")
 
 
 async def test_sync_mid_reply_gives_the_exact_text_so_far(
@@ -306,6 +374,19 @@ async def test_retries_before_the_first_token_are_announced(
     assert second["attempt"] == 3 and second["reason"] == "overloaded"
     fin = await a.until("generation.finished")
     assert fin["status"] == "complete" and fin["text"] == "ok"
+
+
+async def test_a_retry_after_longer_than_a_minute_ends_the_reply_instead_of_holding_the_room(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: Any
+) -> None:
+    use_fake_anthropic.queue(Fail(429, retry_after=120), Reply(chunks=["too late"]))
+    a = await connect("lounge", alice[1])
+    await a.say("hi")
+    fin = await a.until("generation.finished", timeout=5)
+    assert (fin["status"], fin["text"]) == ("error", "")
+    assert fin["error"]["code"] == "upstream_unavailable"
+    assert not a.of_type("generation.retrying")
+    assert len(use_fake_anthropic.requests) == 1
 
 
 async def test_a_rejected_key_is_a_configuration_error_without_retries(

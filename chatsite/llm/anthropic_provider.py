@@ -13,7 +13,14 @@ import httpx2
 
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage, UsageUpdate
 from .catalog import deprecation_date, is_deprecated, offered_models
-from .errors import ConfigurationError, LLMError, RetryableError, StreamBrokenError
+from .errors import (
+    CONFIGURATION_STATUSES,
+    ConfigurationError,
+    LLMError,
+    RetryableError,
+    StreamBrokenError,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +29,6 @@ __all__ = ["AnthropicProvider", "build_params", "deprecation_date", "is_deprecat
 EPHEMERAL = {"type": "ephemeral"}
 # The Messages API refuses a request with more cache breakpoints than this.
 MAX_CACHE_BREAKPOINTS = 4
-# Statuses that say the request itself is wrong: retrying cannot help.
-CONFIGURATION_STATUSES = {400, 401, 402, 403, 404, 413, 422}
 
 
 def build_params(request: ChatRequest) -> dict[str, Any]:
@@ -59,13 +64,7 @@ def build_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def _retry_after(response: httpx2.Response | None) -> float | None:
-    if response is None:
-        return None
-    raw = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
+    return None if response is None else retry_after_seconds(response.headers)
 
 
 def translate_error(exc: Exception) -> LLMError:
@@ -87,7 +86,9 @@ def translate_error(exc: Exception) -> LLMError:
             return RetryableError("overloaded", summary, _retry_after(exc.response))
         if status in {408, 409} or status >= 500:
             return RetryableError("server_error", summary, _retry_after(exc.response))
-        return ConfigurationError(summary, status)
+        if status in CONFIGURATION_STATUSES:
+            return ConfigurationError(summary, status)
+        return StreamBrokenError(summary)  # an answer the API does not document: not ours to fix
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableError("connection", f"anthropic connection error: {exc}")
     if isinstance(exc, httpx2.TimeoutException):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
+from collections.abc import Mapping
+
+# HTTP statuses that say the request itself is wrong (key, model, size): retrying cannot help.
+CONFIGURATION_STATUSES = frozenset({400, 401, 402, 403, 404, 413, 422})
+
 
 class LLMError(Exception):
     """A model call failed; `detail` is for operators (logs), never shown to users verbatim."""
@@ -35,3 +42,30 @@ class ConfigurationError(LLMError):
 
 class StreamBrokenError(LLMError):
     """The stream ended badly and cannot be resumed: truncated, or an unrecoverable error event."""
+
+
+def retry_after_seconds(
+    headers: Mapping[str, str] | None, now: float | None = None
+) -> float | None:
+    """How long the server asked us to wait: `retry-after-ms`, else `retry-after` in seconds or
+    as an HTTP date (RFC 9110); None when it did not say (or said something unreadable)."""
+    if not headers:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = (headers.get("retry-after") or "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -12,7 +12,14 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage
-from .errors import ConfigurationError, LLMError, RetryableError, StreamBrokenError
+from .errors import (
+    CONFIGURATION_STATUSES,
+    ConfigurationError,
+    LLMError,
+    RetryableError,
+    StreamBrokenError,
+    retry_after_seconds,
+)
 
 # OpenAI finish reasons in Anthropic's words (SPEC: stop -> end_turn, length -> max_tokens).
 STOP_REASONS = {
@@ -42,11 +49,7 @@ def build_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
-    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
-    try:
-        return max(0.0, float(raw)) if raw else None
-    except ValueError:
-        return None
+    return None if exc.response is None else retry_after_seconds(exc.response.headers)
 
 
 def translate_error(exc: Exception) -> LLMError:
@@ -60,7 +63,9 @@ def translate_error(exc: Exception) -> LLMError:
             return RetryableError("overloaded", summary, _retry_after(exc))
         if status in {408, 409} or status >= 500:
             return RetryableError("server_error", summary, _retry_after(exc))
-        return ConfigurationError(summary, status)
+        if status in CONFIGURATION_STATUSES:
+            return ConfigurationError(summary, status)
+        return StreamBrokenError(summary)
     if isinstance(exc, openai.APIConnectionError):
         # Includes APITimeoutError: the SDK wraps read timeouts (stalls) and cut bodies in it.
         return RetryableError("connection", f"heroku inference connection error: {exc}")

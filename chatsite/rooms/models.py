@@ -29,6 +29,8 @@ class Room(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        # The lobby's recent rooms and the reaper's look for unanswered ones.
+        indexes = [models.Index(fields=["updated_at"], name="room_updated_at")]
 
     def __str__(self) -> str:
         return self.slug

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from chatsite.llm.context import HistoryItem
@@ -107,16 +107,23 @@ def streaming_replies() -> list[Message]:
     return list(Message.objects.filter(status=Message.Status.STREAMING).order_by("id"))
 
 
-def rooms_with_recent_user_messages(since: timedelta, settled: timedelta) -> list[int]:
-    """Rooms with a user message written between `since` ago and `settled` ago."""
+def unanswered_rooms(since: timedelta, settled: timedelta) -> list[int]:
+    """Rooms active between `since` ago and `settled` ago whose newest message is a user's.
+
+    One query for the reaper, however many rooms: a user message bumps its room's
+    `updated_at`, and the newest ids per role come from the (room, id) index.
+    """
     now = timezone.now()
-    return list(
-        Message.objects.filter(
-            role=Message.Role.USER, created_at__gte=now - since, created_at__lte=now - settled
+    rooms = (
+        Room.objects.filter(updated_at__gte=now - since, updated_at__lte=now - settled)
+        .annotate(
+            last_user=Max("messages__id", filter=Q(messages__role=Message.Role.USER)),
+            last_reply=Max("messages__id", filter=Q(messages__role=Message.Role.ASSISTANT)),
         )
-        .values_list("room_id", flat=True)
-        .distinct()
+        .filter(last_user__isnull=False)
+        .filter(Q(last_reply__isnull=True) | Q(last_user__gt=F("last_reply")))
     )
+    return list(rooms.values_list("id", flat=True))
 
 
 def lobby_rooms(user: User, limit: int = 30) -> tuple[list[Room], list[Room]]:

@@ -87,6 +87,24 @@ class RedisServer(ServerProcess):
         """SIGKILL: the server vanishes without a goodbye to its clients."""
         return self._end(signal.SIGKILL, 10.0)
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs with its sockets open, so clients wait instead of failing
+        (a stuck instance or a network partition, the case timeouts must cover)."""
+        assert self.proc is not None and self.running
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        if self.proc is not None and self.running:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        """Stop the server and remove a work directory we created."""
+        self.resume()  # a paused server would ignore the SIGTERM until it is continued
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     def restart(self) -> RedisServer:
         """Stop, then start on the same port: all data is gone, clients must reconnect."""
         self.stop()
@@ -95,12 +113,6 @@ class RedisServer(ServerProcess):
     def log_text(self) -> str:
         """The tail of the server's log."""
         return log_tail(self.log_path)
-
-    def close(self) -> None:
-        """Stop the server and remove a work directory we created."""
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} running={self.running}>"
