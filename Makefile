@@ -3,15 +3,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-tokenizer.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
 
 .PHONY: install run test check format services clean bench
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-tokenizer.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# The fakes' tokenizer, outside sys.path (see requirements-tokenizer.txt).
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/claude-tokenizer -r requirements-tokenizer.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

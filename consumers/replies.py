@@ -20,15 +20,18 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.llm.base import ChatRequest, Provider, StreamEnd, TextDelta, Usage, UsageUpdate
-from chatsite.llm.context import build_turns, estimate_tokens, latest_user_text, request_budget
-from chatsite.llm.errors import ConfigurationError, LLMError, RetryableError
+from chatsite.llm.errors import (
+    ConfigurationError,
+    ContextTooLongError,
+    LLMError,
+    RetryableError,
+)
 from chatsite.llm.registry import get_provider
-from chatsite.llm.summary import summary_block
 from chatsite.rooms import selectors, services
 from chatsite.rooms.models import Message
 from chatsite.rooms.services import ReplyOutcome
 
-from . import protocol
+from . import protocol, requests
 from .batching import DeltaBatcher
 from .broadcast import broadcast
 from .livestate import SharedState, shared_state
@@ -40,6 +43,7 @@ STOP_POLL_SECONDS = 0.2  # how often a reply looks for a stop request from any p
 SHUTDOWN_STORE_TIMEOUT = 5.0  # seconds to store replies directly when their ending hangs
 MAX_RETRY_DELAY = 30.0  # seconds: the longest backoff we choose ourselves
 MAX_RETRY_AFTER = 60.0  # seconds: a longer retry-after from the server ends the reply instead
+REFIT_MARGIN = 1.1  # a request refitted after "too long" aims this much below the model's count
 USER_MESSAGES = {
     "upstream_unavailable": "Claude is unavailable right now. Please try again in a moment.",
     "upstream_error": "Claude's reply broke off. The text so far is kept.",
@@ -232,6 +236,7 @@ class ReplyJob:
         cfg = settings
         attempt = 1
         rng = random.Random()
+        refitted = False
         while True:
             try:
                 async for event in self.provider.stream(self.request):
@@ -289,6 +294,11 @@ class ReplyJob:
                     ),
                 )
                 await asyncio.sleep(delay)
+            except ContextTooLongError as exc:
+                if refitted or not await self._refit(exc):
+                    log.error("reply %s does not fit the model's window: %s", self.message_id, exc)
+                    return self._outcome("error", "configuration", exc.detail)
+                refitted = True
             except ConfigurationError as exc:
                 # Operators get the detail (never the key); users read a configuration problem.
                 log.error("reply %s refused by the model: %s", self.message_id, exc.detail)
@@ -297,6 +307,32 @@ class ReplyJob:
                 log.warning("reply %s failed: %s", self.message_id, exc.detail)
                 code = "upstream_error" if self.emitter.received_any else "upstream_unavailable"
                 return self._outcome("error", code, exc.detail)
+
+    async def _refit(self, exc: ContextTooLongError) -> bool:
+        """Build the request again for the density the model just reported; False if it cannot.
+
+        The estimate and the room's calibration keep requests inside the window; this is for
+        the one that still did not fit (a room's first, very dense turns), before any text.
+        """
+        estimated = self.request.estimated_input_tokens
+        if exc.input_tokens is None or not estimated or self.emitter.received_any:
+            return False
+        density = exc.input_tokens / estimated * REFIT_MARGIN
+        log.warning(
+            "reply %s: the model counted %s input tokens for an estimate of %s; trimming for "
+            "%.2f tokens per estimated token",
+            self.message_id,
+            exc.input_tokens,
+            estimated,
+            density,
+        )
+        rebuilt = await database_sync_to_async(requests.rebuild_request)(
+            self.room_id, self.message_id, self.request.model, density
+        )
+        if rebuilt is None or rebuilt.estimated_input_tokens >= estimated:
+            return False
+        self.request = rebuilt
+        return True
 
     def _maybe_fall_back(self, exc: RetryableError) -> None:
         """Switch to LLM_FALLBACK_MODEL when the primary is overloaded (before the first token).
@@ -362,6 +398,7 @@ class ReplyJob:
             time_to_first_token_ms=ttft,
             duration_ms=int((now - self.started) * 1000),
             model=self.model,
+            estimated_input_tokens=self.request.estimated_input_tokens,
         )
 
     async def _publish(self, seq: int, text: str) -> None:
@@ -423,6 +460,7 @@ class ReplyJob:
             time_to_first_token_ms=outcome.time_to_first_token_ms,
             duration_ms=outcome.duration_ms,
             model=self.model,
+            estimated_input_tokens=outcome.estimated_input_tokens,
         )
         stored = await store_ending(self.message_id, final)
         if stored is None:
@@ -455,37 +493,6 @@ async def store_ending(message_id: int, outcome: ReplyOutcome) -> bool | None:
             log.error("storing reply %s failed (attempt %s): %s", message_id, attempt + 1, exc)
             await asyncio.sleep(0.2 * 2**attempt)
     return None
-
-
-@database_sync_to_async
-def _prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] | None:
-    """Create the reply's message and build its request; None if the room is gone."""
-    room = selectors.room_by_id(room_id)
-    if room is None:
-        return None
-    model = provider.model_for(room.model)
-    message = services.start_reply(room_id, provider.name, model)
-    history = selectors.reply_history(room, message.pk)
-    budget = request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
-    summary = summary_block(room.summary)
-    fixed = estimate_tokens(room.system_prompt) + estimate_tokens(summary)
-    if summary and fixed > budget // 2:
-        # Only with a tiny window: the conversation itself comes first.
-        log.warning("reply %s: summary left out, it does not fit the context", message.pk)
-        summary = ""
-        fixed = estimate_tokens(room.system_prompt)
-    turns, dropped = build_turns(history, budget, fixed)
-    if dropped:
-        log.info("reply %s: %s oldest turns left out to fit the context", message.pk, dropped)
-    request = ChatRequest(
-        model=model,
-        system=room.system_prompt,
-        turns=turns,
-        max_tokens=settings.LLM_MAX_TOKENS,
-        summary=summary,
-        latest_message=latest_user_text(history),
-    )
-    return message.pk, request
 
 
 class ReplyRunner:
@@ -562,7 +569,7 @@ class ReplyRunner:
 
     async def _run_reply(self, room_id: int) -> None:
         provider = get_provider()
-        prepared = await _prepare_reply(room_id, provider)
+        prepared = await database_sync_to_async(requests.prepare_reply)(room_id, provider)
         if prepared is None:
             return
         message_id, request = prepared

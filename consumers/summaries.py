@@ -18,11 +18,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.llm.base import ChatRequest, Provider, StreamEnd, TextDelta, Turn
-from chatsite.llm.context import estimate_tokens, request_budget, turns_cost
+from chatsite.llm.context import calibrated_budget, estimate_tokens, request_budget, turns_cost
 from chatsite.llm.errors import LLMError
 from chatsite.llm.registry import get_provider
 from chatsite.llm.summary import (
     FOLD_AT,
+    FOLD_MESSAGES,
     SUMMARIZER_SYSTEM,
     SUMMARY_MAX_TOKENS,
     Fold,
@@ -53,7 +54,10 @@ def plan(room_id: int, upto_id: int) -> tuple[Fold, str, int] | None:
         return None
     history = selectors.summary_history(room, upto_id)
     fixed = estimate_tokens(room.system_prompt) + estimate_tokens(summary_block(room.summary))
-    budget = request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
+    budget = calibrated_budget(
+        request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS),
+        selectors.token_density(room),
+    )
     fold = plan_fold(history, budget, fixed)
     return None if fold is None else (fold, room.summary, room.summary_upto_id)
 
@@ -87,13 +91,16 @@ def may_need_fold(request: ChatRequest) -> bool:
     The reply itself is not in the request: allow twice its cap, since the estimate
     overcounts real tokens.
     """
+    if request.history_size >= FOLD_MESSAGES:
+        return True
     size = (
         estimate_tokens(request.system)
         + estimate_tokens(request.summary)
         + turns_cost(request.turns)
         + 2 * settings.LLM_MAX_TOKENS
     )
-    return size > FOLD_AT * request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
+    budget = request.budget or request_budget(settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS)
+    return size > FOLD_AT * budget
 
 
 class Summarizer:

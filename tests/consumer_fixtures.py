@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 TIMEOUT = 10
-INFERENCE_MODEL_ID = "claude-4-5-sonnet"  # what `heroku ai:models:create` names it
+INFERENCE_MODEL_ID = "claude-5-5-sonnet"  # Heroku's name for claude-sonnet-5-5 (family last)
 INFERENCE_KEY = "inference-test-key"
 
 

@@ -20,10 +20,10 @@ from tests.fakes import (
     FakeAnthropic,
     FakeOpenAI,
     Reply,
-    estimate_input_tokens,
     queue_remote,
     remote_requests,
 )
+from tests.fakes.tokens import MESSAGE_FRAMING, count_request, count_text
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -123,13 +123,14 @@ async def test_stream_accumulates_text_usage_and_stop_reason(fake: FakeAnthropic
 
 
 @pytest.mark.asyncio
-async def test_default_reply_quotes_the_user_and_estimates_usage(fake: FakeAnthropic) -> None:
+async def test_default_reply_quotes_the_user_and_counts_usage(fake: FakeAnthropic) -> None:
     async with claude(fake) as client:
         message = await stream_claude(client, "alice: how are you?")
 
     body = fake.requests[0].body
     assert text_of(message) == "You said: alice: how are you?. Here is a reply."
-    assert message.usage.input_tokens == estimate_input_tokens(body) == 14
+    # Claude's published tokenizer: "alice: how are you?" is 6 tokens, plus 4 of framing.
+    assert message.usage.input_tokens == count_request(body) == 10
     assert message.usage.output_tokens == 8
     assert message.stop_reason == "end_turn"
 
@@ -200,13 +201,13 @@ async def test_non_streaming_create_returns_the_whole_message(fake: FakeAnthropi
 
 
 @pytest.mark.asyncio
-async def test_count_tokens_answers_the_estimate(fake: FakeAnthropic) -> None:
+async def test_count_tokens_answers_the_tokenizers_count(fake: FakeAnthropic) -> None:
     async with claude(fake) as client:
         count = await client.messages.count_tokens(
             model=MODEL, system="be brief", messages=[{"role": "user", "content": "x" * 40}]
         )
 
-    assert count.input_tokens == (len("be brief") + 40) // 4 + 10
+    assert count.input_tokens == count_text("be brief") + 2 + count_text("x" * 40) + 4
     assert fake.requests[0].scenario_name is None
 
 
@@ -398,7 +399,8 @@ async def test_openai_stream_text_finish_reason_and_usage(fake_openai: FakeOpenA
     assert content_chunks[0].choices[0].delta.role == "assistant"
     assert content_chunks[-1].choices[0].finish_reason == "stop"
     assert usage_chunk.choices == []
-    prompt_tokens = estimate_input_tokens(fake_openai.requests[0].body)
+    prompt_tokens = count_request(fake_openai.requests[0].body)
+    assert prompt_tokens == count_text("hello") + MESSAGE_FRAMING
     assert usage_chunk.usage.prompt_tokens == prompt_tokens
     assert usage_chunk.usage.completion_tokens == 2
     assert usage_chunk.usage.total_tokens == prompt_tokens + 2
@@ -512,3 +514,40 @@ async def test_openai_truncate_ends_without_finish_reason(fake_openai: FakeOpenA
         chunks = await stream_heroku(client)
 
     assert [c.choices[0].finish_reason for c in chunks] == [None, None, None]
+
+
+# --- token counts and the context window ---------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_input_tokens_come_from_the_tokenizer_scaled_like_a_newer_model(
+    fake: FakeAnthropic,
+) -> None:
+    text = "```python\ndef f(x):\n    return {k: v for k, v in x.items()}\n```"
+    async with claude(fake) as client:
+        plain = await stream_claude(client, text)
+        fake.token_scale = 1.5
+        scaled = await stream_claude(client, text)
+    assert plain.usage.input_tokens == count_text(text) + MESSAGE_FRAMING
+    assert scaled.usage.input_tokens == round(plain.usage.input_tokens * 1.5)
+
+
+@pytest.mark.asyncio
+async def test_a_request_over_the_window_is_refused_like_the_real_apis_do(
+    fake: FakeAnthropic, fake_openai: FakeOpenAI
+) -> None:
+    long = "tide pools " * 200
+    fake.context_window = fake_openai.context_window = 100
+    async with claude(fake) as client:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await stream_claude(client, long)
+    tokens = count_text(long) + MESSAGE_FRAMING
+    assert f"exceed context limit: {tokens} + 64 > 100" in str(refused.value)
+    async with heroku(fake_openai) as client:
+        with pytest.raises(openai.BadRequestError) as refused_openai:
+            await stream_heroku(client, long)
+    assert refused_openai.value.code == "context_length_exceeded"
+    assert "maximum context length is 100 tokens" in str(refused_openai.value)
+    fake.context_window = fake_openai.context_window = None
+    async with claude(fake) as client:
+        assert (await stream_claude(client, "short")).stop_reason == "end_turn"

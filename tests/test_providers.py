@@ -13,15 +13,16 @@ from django.contrib.auth.models import User
 
 from chatsite.llm.anthropic_provider import AnthropicProvider
 from chatsite.llm.base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Turn, Usage
-from chatsite.llm.context import TURN_OVERHEAD, estimate_tokens, request_budget
 from chatsite.llm.demo_provider import DemoProvider
 from chatsite.llm.errors import ConfigurationError, LLMError, RetryableError, StreamBrokenError
 from chatsite.llm.heroku_provider import HerokuProvider
+from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Message, Room
 from consumers.summaries import Summarizer
 from tests.consumer_fixtures import *  # noqa: F403
 from tests.consumer_fixtures import INFERENCE_KEY, INFERENCE_MODEL_ID, Connect, Tab
 from tests.fakes import Fail, FakeAnthropic, FakeOpenAI, Reply
+from tests.support import texts
 
 # Consumer tests: replies are stored from the runner's threads, so rows must be committed.
 in_rooms = pytest.mark.django_db(transaction=True)
@@ -376,35 +377,93 @@ async def test_owners_pick_from_the_allow_list_minus_deprecated_models(
     assert body["system"] == [{"type": "text", "text": "Rhyme.", "cache_control": EPHEMERAL}]
 
 
-# --- the token estimate against the fakes' counts ------------------------------------------------
+def reply_frames(tab: Tab, reply_id: int) -> list[dict[str, Any]]:
+    return [f for f in tab.frames if f.get("message_id") == reply_id]
 
-TEXTS = [
-    "Short one.",
-    "A longer message about tide pools and anemones, with punctuation; numbers 12345!",
-    "日本語のテキストも数えます。",
-    "Emoji 🎉🎉 and accents: café, naïve, Ærø.",
-    "```python\ndef f(x):\n    return {k: v for k, v in x.items()}\n```",
-    "word " * 400,
+
+@in_rooms
+async def test_one_room_switches_provider_by_configuration_alone_and_streams_alike(
+    settings: Any,
+    use_fake_anthropic: FakeAnthropic,
+    use_fake_heroku: FakeOpenAI,
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    bob: tuple[User, str],
+) -> None:
+    for fake in (use_fake_anthropic, use_fake_heroku):
+        fake.default = Reply(
+            chunks=CHUNKS, cache_creation_input_tokens=5, cache_read_input_tokens=8
+        )
+    a: Tab = await connect("lounge", alice[1])
+    b: Tab = await connect("lounge", bob[1])
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for turn, name in enumerate(["anthropic", "heroku", "demo"]):
+        settings.LLM_PROVIDER = name  # nothing else changes: the same room, tabs and history
+        get_provider.cache_clear()
+        await a.send({"type": "sync"})
+        snapshot = await a.until("room.snapshot")
+        assert snapshot["room"]["provider"] == name
+        await a.say(f"Question {turn} about tide pools?")
+        reply_id = (await a.until("generation.started", timeout=20))["message_id"]
+        await b.until("generation.finished", timeout=20, message_id=reply_id)
+        await a.until("generation.finished", timeout=20, message_id=reply_id)
+        seen[name] = reply_frames(b, reply_id)
+        assert reply_frames(a, reply_id) == seen[name], name  # both tabs, the same frames
+
+    def shape(frames: list[dict[str, Any]]) -> list[tuple[str, frozenset[str]]]:
+        kinds = [(f["type"], frozenset(f)) for f in frames]
+        deltas = [k for k in kinds if k[0] == "generation.delta"]
+        return [kinds[0], *deltas[:1], kinds[-1]] if deltas else kinds
+
+    # Every provider: started, deltas numbered 1..n, one finished with the same fields.
+    for name, frames in seen.items():
+        assert [f["type"] for f in frames[:1]] == ["generation.started"], name
+        assert frames[-1]["type"] == "generation.finished", name
+        seqs = [f["seq"] for f in frames if f["type"] == "generation.delta"]
+        assert seqs == list(range(1, len(seqs) + 1)), name
+        assert shape(frames) == shape(seen["anthropic"]), name
+        assert frames[-1]["status"] == "complete" and frames[-1]["stop_reason"] == "end_turn"
+    # The two remote providers answered the same words, in the same frames' text.
+    anthropic_end, heroku_end = seen["anthropic"][-1], seen["heroku"][-1]
+    assert anthropic_end["text"] == heroku_end["text"] == "".join(CHUNKS)
+    assert anthropic_end["usage"]["cache_creation_input_tokens"] == 5
+    assert heroku_end["usage"]["cache_creation_input_tokens"] == 0  # OpenAI-style: no such count
+    assert anthropic_end["usage"]["cache_read_input_tokens"] == 8
+    assert heroku_end["usage"]["cache_read_input_tokens"] == 8
+    stored = {m.provider: m async for m in Message.objects.filter(role="assistant").order_by("id")}
+    assert set(stored) == {"anthropic", "heroku", "demo"}
+    assert stored["anthropic"].cache_creation_input_tokens == 5
+    assert stored["anthropic"].cache_read_input_tokens == 8
+    assert (stored["heroku"].model, stored["demo"].model) == (INFERENCE_MODEL_ID, "demo")
+    # The history carried across the switch: Heroku's request holds the Anthropic turn.
+    heroku_body = use_fake_heroku.requests[-1].body
+    assert heroku_body is not None
+    assert [m["role"] for m in heroku_body["messages"][-3:]] == ["user", "assistant", "user"]
+    assert heroku_body["messages"][-2]["content"] == "".join(CHUNKS)
+
+
+# --- the token budget against real token counts ----------------------------------------------
+
+# One of each kind the estimate must cover, then dense text a newer tokenizer counts higher.
+CONVERSATION = [
+    texts.text_of("prose", 300),
+    texts.text_of("python", 400),
+    texts.text_of("japanese", 200),
+    texts.text_of("emoji", 200),
+    texts.DENSE["base64 key"][:600],
+    texts.text_of("accents", 300),
+    texts.text_of("korean", 200),
+    texts.DENSE["random characters"][:600],
 ]
-
-
-def estimate_of(body: dict[str, Any], provider_name: str) -> int:
-    """The server's estimate of a request, recomputed from what it sent."""
-    if provider_name == "anthropic":
-        system = sum(estimate_tokens(b["text"]) for b in body.get("system", []))
-        turns = [m["content"][0]["text"] for m in body["messages"]]
-    else:
-        messages = body["messages"]
-        has_system = messages[0]["role"] == "system"
-        system = estimate_tokens(messages[0]["content"]) if has_system else 0
-        turns = [m["content"] for m in messages[1 if has_system else 0 :]]
-    return system + sum(estimate_tokens(t) + TURN_OVERHEAD for t in turns)
 
 
 @in_rooms
 @pytest.mark.parametrize("which", ["anthropic", "heroku"])
-async def test_the_estimate_is_never_below_the_reported_input_tokens_nor_above_the_budget(
+@pytest.mark.parametrize("token_scale", [1.0, 2.0])
+async def test_no_request_exceeds_the_window_as_the_model_counts_it(
     which: str,
+    token_scale: float,
     request: pytest.FixtureRequest,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -412,29 +471,73 @@ async def test_the_estimate_is_never_below_the_reported_input_tokens_nor_above_t
     room: Room,
     alice: tuple[User, str],
 ) -> None:
+    """The fake counts input with Claude's published tokenizer (times `token_scale`: 2.0
+    plays a newer model's denser tokenizer) and refuses, as the real APIs do, any request whose
+    input plus max_tokens exceeds its window: here the room's LLM_CONTEXT_WINDOW."""
     fake: Any = request.getfixturevalue(f"use_fake_{which}")
     # No fold lands (as when the summarizer keeps failing): trimming alone keeps the budget.
-    monkeypatch.setattr(Summarizer, "after_reply", lambda self, room_id, reply_id: None)
-    # A window this small makes the room overflow within a few turns.
+    monkeypatch.setattr(Summarizer, "after_reply", lambda *args, **kwargs: None)
     settings.LLM_CONTEXT_WINDOW = 2500
     settings.LLM_MAX_TOKENS = 200
-    budget = request_budget(2500, 200)
+    fake.context_window = 2500
+    fake.token_scale = token_scale
     fake.default = Reply(chunks=["A fairly long answer that keeps going. "] * 30, delay=0)
     await Room.objects.filter(pk=room.pk).aupdate(system_prompt="Answer in English. " * 10)
     await Room.objects.filter(pk=room.pk).aupdate(summary="- earlier: alice asked about tea")
     a = await connect("lounge", alice[1])
-    for text in TEXTS:
-        await a.send({"type": "message.send", "text": text})
-        await a.until("generation.finished", timeout=20)
+    for text in CONVERSATION:
+        await a.say(text)
+        finished = await a.until("generation.finished", timeout=20)
+        assert finished["status"] == "complete", finished
+
     replies = [m async for m in Message.objects.filter(role="assistant").order_by("id")]
-    bodies = [r.body for r in fake.requests if r.body is not None]
-    assert len(bodies) == len(replies) == len(TEXTS)
-    trimmed = False
-    for body, reply in zip(bodies, replies, strict=True):
-        estimate = estimate_of(body, which)
-        reported = reply.input_tokens + reply.cache_read_input_tokens
-        assert reported > 0
-        assert estimate >= reported, (estimate, reported)
-        assert estimate <= budget
-        trimmed = trimmed or not json.dumps(body).count("Short one.")
-    assert trimmed, "the conversation outgrew the budget, so older turns were left out"
+    answered = [r for r in fake.requests if r.scenario_name != "over_window"]
+    refused = [r for r in fake.requests if r.scenario_name == "over_window"]
+    assert len(answered) == len(replies) == len(CONVERSATION)
+    for reply in replies:
+        real = reply.input_tokens + reply.cache_read_input_tokens
+        assert real + 200 <= 2500, (real, reply.estimated_input_tokens)
+        if token_scale == 1.0:
+            # The estimate the server stored is at least what the tokenizer counted.
+            assert reply.estimated_input_tokens >= real, (reply.estimated_input_tokens, real)
+    first_kept = [json.dumps(r.body).count(CONVERSATION[0][:40]) for r in answered]
+    assert first_kept[-1] == 0, "the conversation outgrew the window, so old turns were left out"
+    if token_scale == 1.0:
+        assert refused == []  # the estimate alone kept every request inside
+    else:
+        # A denser tokenizer than the estimate's: the room's calibration (reported usage over
+        # the stored estimate) absorbs it, and a request refused before it had a measurement
+        # is rebuilt for the density the refusal reported, once, before any text.
+        assert len(refused) <= 2, len(refused)
+
+
+@in_rooms
+@pytest.mark.parametrize("which", ["anthropic", "heroku"])
+async def test_a_first_turn_the_model_refuses_as_too_long_is_refitted_once_and_answered(
+    which: str,
+    request: pytest.FixtureRequest,
+    settings: Any,
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+) -> None:
+    fake: Any = request.getfixturevalue(f"use_fake_{which}")
+    settings.LLM_CONTEXT_WINDOW = 2500
+    settings.LLM_MAX_TOKENS = 200
+    fake.context_window = 2500
+    fake.token_scale = 2.0  # denser than the estimate allows for, and nothing measured yet
+    fake.default = Reply(chunks=["Got ", "it."])
+    pasted = (texts.DENSE["random characters"] + texts.DENSE["base64 key"])[:2400]
+    a = await connect("lounge", alice[1])
+    await a.say(pasted)
+    finished = await a.until("generation.finished", timeout=20)
+
+    assert (finished["status"], finished["text"]) == ("complete", "Got it.")
+    refused, answered = fake.requests
+    assert (refused.scenario_name, answered.scenario_name) == ("over_window", "default")
+    # The refit kept the newest end of the message, marked as cut, within the window.
+    sent = json.dumps(answered.body, ensure_ascii=False)
+    assert pasted[-200:] in sent and pasted[:200] not in sent and "…" in sent
+    stored = await Message.objects.aget(pk=finished["message_id"])
+    assert stored.input_tokens + stored.cache_read_input_tokens + 200 <= 2500
+    assert not a.of_type("generation.retrying")  # not an upstream failure: nothing to announce

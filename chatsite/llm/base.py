@@ -32,6 +32,11 @@ class ChatRequest:
     # "reply" streams into a room; "summary" folds old turns in the background (the demo answers
     # it offline with a summary instead of its demo reply).
     purpose: Literal["reply", "summary"] = "reply"
+    # Bookkeeping for the runner, not sent: the estimated input tokens, the budget they had to
+    # fit (both in estimated tokens) and how many stored messages the turns were built from.
+    estimated_input_tokens: int = 0
+    budget: int = 0
+    history_size: int = 0
 
 
 @dataclass

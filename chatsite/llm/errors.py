@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from collections.abc import Mapping
 
@@ -38,6 +39,36 @@ class ConfigurationError(LLMError):
     def __init__(self, detail: str, status: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class ContextTooLongError(ConfigurationError):
+    """The request did not fit the model's context window; `input_tokens` as the API counted
+    them, when it said."""
+
+    def __init__(self, detail: str, status: int | None = None, input_tokens: int | None = None):
+        super().__init__(detail, status)
+        self.input_tokens = input_tokens
+
+
+# "input length and `max_tokens` exceed context limit: 198000 + 8192 > 200000" (Anthropic),
+# "prompt is too long: 210000 tokens > 200000 maximum" (Anthropic, older models),
+# "... However, you requested 210000 tokens (209000 in the messages, ..." (OpenAI style).
+_TOO_LONG = re.compile(
+    r"exceed context limit: (?P<a>\d+)|prompt is too long: (?P<b>\d+)|\((?P<c>\d+) in the messages"
+)
+
+
+def context_too_long(message: str, status: int) -> ContextTooLongError | None:
+    """The error for an API refusal that says the request exceeded the context window."""
+    lowered = message.lower()
+    if not any(
+        phrase in lowered
+        for phrase in ("context limit", "prompt is too long", "maximum context length")
+    ):
+        return None
+    match = _TOO_LONG.search(message)
+    tokens = next((int(v) for v in match.groupdict().values() if v), None) if match else None
+    return ContextTooLongError(message, status, tokens)
 
 
 class StreamBrokenError(LLMError):

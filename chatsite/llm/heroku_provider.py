@@ -18,6 +18,7 @@ from .errors import (
     LLMError,
     RetryableError,
     StreamBrokenError,
+    context_too_long,
     retry_after_seconds,
 )
 
@@ -63,6 +64,9 @@ def translate_error(exc: Exception) -> LLMError:
             return RetryableError("overloaded", summary, _retry_after(exc))
         if status in {408, 409} or status >= 500:
             return RetryableError("server_error", summary, _retry_after(exc))
+        too_long = context_too_long(summary, status) if status in {400, 413} else None
+        if too_long is not None:
+            return too_long
         if status in CONFIGURATION_STATUSES:
             return ConfigurationError(summary, status)
         return StreamBrokenError(summary)

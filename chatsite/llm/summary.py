@@ -18,6 +18,10 @@ from .context import TURN_OVERHEAD, HistoryItem, estimate_tokens, label
 FOLD_AT = 0.6
 # ...folding about this share of the unsummarized history (by estimated tokens).
 FOLD_SHARE = 0.5
+# Also fold, however short the messages, once this many wait unsummarized: a request reads at
+# most the newest 2,000 (selectors.HISTORY_LIMIT), and a history sliding past that cap would
+# change the prompt's prefix every turn, so the cache would never hit.
+FOLD_MESSAGES = 1000
 # The summarizer's reply cap, and what is kept of its text: the summary rides along with
 # every later request, so it must stay small next to the budget.
 SUMMARY_MAX_TOKENS = 800
@@ -57,6 +61,7 @@ def plan_fold(
     *,
     fold_at: float = FOLD_AT,
     share: float = FOLD_SHARE,
+    max_messages: int = FOLD_MESSAGES,
 ) -> Fold | None:
     """Whether to fold, and what: None while the history fits comfortably.
 
@@ -65,11 +70,14 @@ def plan_fold(
     before a user message, so the kept history still starts with one (an assistant turn
     there would be dropped by `merge_turns` and lost), and never takes the newest message.
     It also stays within half the budget, so the summarizer's own request fits the window.
+    With `max_messages` or more messages it folds at least half of them, whatever they cost.
     """
     costs = [item_cost(item) for item in history]
-    if fixed_tokens + sum(costs) <= fold_at * budget:
+    crowded = len(history) >= max_messages
+    if not crowded and fixed_tokens + sum(costs) <= fold_at * budget:
         return None
     target = min(sum(costs) * share, budget * share)
+    at_least = len(history) // 2 if crowded else 0
     limit = budget // 2
     best: int | None = None
     folded = 0
@@ -80,7 +88,7 @@ def plan_fold(
         if history[index + 1].role != "user":
             continue
         best = index
-        if folded >= target:
+        if folded >= target and index + 1 >= at_least:
             break
     if best is None:
         return None

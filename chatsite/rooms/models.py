@@ -74,6 +74,9 @@ class Message(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveIntegerField(default=0)
     cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    # The server's estimate of the request's input: against the reported usage it calibrates
+    # the room's later budgets (chatsite.llm.context.calibrated_budget).
+    estimated_input_tokens = models.PositiveIntegerField(default=0)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -55,6 +55,34 @@ def reply_history(room: Room, reply_id: int) -> list[HistoryItem]:
     return items
 
 
+# Replies whose measured density calibrates the next request: a few, so one odd turn does not
+# swing the budget, and the most pessimistic of them counts.
+DENSITY_SAMPLES = 3
+
+
+def token_density(room: Room) -> float:
+    """Real input tokens per estimated one in the room's latest replies (1.0 before any).
+
+    Real tokens are what the provider reported: input, cache reads and cache writes together.
+    """
+    rows = (
+        room.messages.filter(role=Message.Role.ASSISTANT, estimated_input_tokens__gt=0)
+        .order_by("-id")
+        .values_list(
+            "estimated_input_tokens",
+            "input_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        )[:DENSITY_SAMPLES]
+    )
+    ratios = [
+        (uncached + read + written) / estimated
+        for estimated, uncached, read, written in rows
+        if uncached + read + written > 0
+    ]
+    return max(ratios, default=1.0)
+
+
 def summary_history(room: Room, upto_id: int) -> list[HistoryItem]:
     """What a fold may look at: the unsummarized messages up to `upto_id`, oldest first."""
     rows = (

@@ -81,6 +81,7 @@ class ReplyOutcome:
     time_to_first_token_ms: int | None = None
     duration_ms: int | None = None
     model: str | None = None  # set when a fallback model answered
+    estimated_input_tokens: int = 0  # what the server estimated the request's input at
 
 
 def finish_reply(message_id: int, outcome: ReplyOutcome) -> bool:
@@ -102,6 +103,8 @@ def finish_reply(message_id: int, outcome: ReplyOutcome) -> bool:
     }
     if outcome.model:
         fields["model"] = outcome.model
+    if outcome.estimated_input_tokens:
+        fields["estimated_input_tokens"] = outcome.estimated_input_tokens
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         **fields
     )

@@ -12,7 +12,6 @@ from .scenarios import (
     FakeServer,
     JSONDict,
     Reply,
-    estimate_input_tokens,
     run_cli,
 )
 
@@ -138,7 +137,7 @@ class FakeAnthropic(FakeServer):
             self._messages(exchange)
         elif route == ("POST", "/v1/messages/count_tokens"):
             self.record(exchange, None)
-            exchange.send_json(200, {"input_tokens": estimate_input_tokens(exchange.body)})
+            exchange.send_json(200, {"input_tokens": self.count_input_tokens(exchange.body)})
         else:
             self.record(exchange, None)
             message = f"No fake route for {exchange.method} {exchange.path}"
@@ -157,6 +156,16 @@ class FakeAnthropic(FakeServer):
             self.record(exchange, None)
             self.send_fail(exchange, Fail(400, message="Body must be JSON with a messages list"))
             return
+        too_long = self.over_window(body)
+        if too_long is not None:
+            self.record(exchange, "over_window")
+            tokens, max_tokens, window = too_long
+            message = (
+                f"input length and `max_tokens` exceed context limit: {tokens} + {max_tokens} "
+                f"> {window}, decrease input length or `max_tokens` and try again"
+            )
+            self.send_fail(exchange, Fail(400, message=message))
+            return
         scenario = self.choose(exchange)
         if isinstance(scenario, Fail):
             self.send_fail(exchange, scenario)
@@ -169,8 +178,14 @@ class FakeAnthropic(FakeServer):
         return AnthropicFrames(
             model=_model(exchange.body),
             reply=reply,
-            input_tokens=_input_tokens(exchange.body, reply),
+            input_tokens=self._input_tokens(exchange.body, reply),
             request_id=exchange.request_id,
+        )
+
+    def _input_tokens(self, body: JSONDict | None, reply: Reply) -> int:
+        """The scenario's input token count, else the request's, counted by the tokenizer."""
+        return (
+            reply.input_tokens if reply.input_tokens is not None else self.count_input_tokens(body)
         )
 
     def _send_message(self, exchange: Exchange, reply: Reply) -> None:
@@ -179,7 +194,7 @@ class FakeAnthropic(FakeServer):
             return
         stop_reason = None if reply.then == "truncate" else reply.stop_reason
         usage = {
-            "input_tokens": _input_tokens(exchange.body, reply),
+            "input_tokens": self._input_tokens(exchange.body, reply),
             "cache_creation_input_tokens": reply.cache_creation_input_tokens,
             "cache_read_input_tokens": reply.cache_read_input_tokens,
             "output_tokens": reply.output_tokens
@@ -203,11 +218,6 @@ def _model(body: JSONDict | None) -> str:
     """The model the request asked for, echoed back like the real API does."""
     model = body.get("model") if body else None
     return model if isinstance(model, str) else DEFAULT_MODEL
-
-
-def _input_tokens(body: JSONDict | None, reply: Reply) -> int:
-    """The reply's input token count, or the estimate from the request."""
-    return reply.input_tokens if reply.input_tokens is not None else estimate_input_tokens(body)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,6 @@ from .scenarios import (
     FakeServer,
     JSONDict,
     Reply,
-    estimate_input_tokens,
     run_cli,
 )
 
@@ -168,6 +167,18 @@ class FakeOpenAI(FakeServer):
             self.record(exchange, None)
             self.send_fail(exchange, Fail(400, message="Body must be JSON with a messages list"))
             return
+        too_long = self.over_window(body)
+        if too_long is not None:
+            self.record(exchange, "over_window")
+            tokens, max_tokens, window = too_long
+            message = (
+                f"This model's maximum context length is {window} tokens. However, you "
+                f"requested {tokens + max_tokens} tokens ({tokens} in the messages, "
+                f"{max_tokens} in the completion). Please reduce the length of the messages "
+                "or completion."
+            )
+            self.send_fail(exchange, Fail(400, message=message, code="context_length_exceeded"))
+            return
         scenario = self.choose(exchange)
         if isinstance(scenario, Fail):
             self.send_fail(exchange, scenario)
@@ -182,8 +193,14 @@ class FakeOpenAI(FakeServer):
         return OpenAIFrames(
             model=_model(body),
             reply=reply,
-            prompt_tokens=_prompt_tokens(body, reply),
+            prompt_tokens=self._prompt_tokens(body, reply),
             include_usage=include_usage,
+        )
+
+    def _prompt_tokens(self, body: JSONDict | None, reply: Reply) -> int:
+        """The scenario's prompt token count, else the request's, counted by the tokenizer."""
+        return (
+            reply.input_tokens if reply.input_tokens is not None else self.count_input_tokens(body)
         )
 
     def _send_completion(self, exchange: Exchange, reply: Reply) -> None:
@@ -205,7 +222,7 @@ class FakeOpenAI(FakeServer):
             "model": _model(exchange.body),
             "system_fingerprint": None,
             "choices": [choice],
-            "usage": usage_object(reply, _prompt_tokens(exchange.body, reply), len(chunks)),
+            "usage": usage_object(reply, self._prompt_tokens(exchange.body, reply), len(chunks)),
         }
         exchange.send_json(200, completion)
 
@@ -214,11 +231,6 @@ def _model(body: JSONDict | None) -> str:
     """The model the request asked for, echoed back."""
     model = body.get("model") if body else None
     return model if isinstance(model, str) else DEFAULT_MODEL
-
-
-def _prompt_tokens(body: JSONDict | None, reply: Reply) -> int:
-    """The reply's prompt token count, or the estimate from the request."""
-    return reply.input_tokens if reply.input_tokens is not None else estimate_input_tokens(body)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

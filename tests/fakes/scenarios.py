@@ -161,13 +161,6 @@ def newest_user_text(body: JSONDict | None) -> str:
     return ""
 
 
-def estimate_input_tokens(body: JSONDict | None) -> int:
-    """The fakes' input token count: characters of system and message text // 4 + 10."""
-    system = content_text(body.get("system")) if body else ""
-    chars = len(system) + sum(len(content_text(m.get("content"))) for m in _messages(body))
-    return chars // 4 + 10
-
-
 def find_marker(text: str) -> str | None:
     """The NAME in the first `[[fake:NAME]]` marker of a text, if any."""
     match = MARKER.search(text)
@@ -480,6 +473,10 @@ class FakeServer:
         self._changed = threading.Condition()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # Real tokens per token of Claude's published tokenizer (a newer model's tokenizer).
+        self.token_scale = 1.0
+        # Refuse requests whose input plus max_tokens exceed this, as the real APIs do.
+        self.context_window: int | None = None
 
     # Lifecycle
 
@@ -560,6 +557,25 @@ class FakeServer:
             self._default = self._initial_default
             self.named.clear()
             self.named.update(self._initial_named)
+            self.token_scale = 1.0
+            self.context_window = None
+
+    def count_input_tokens(self, body: JSONDict | None) -> int:
+        """The request's input tokens as this fake's model counts them (tests/fakes/tokens.py)."""
+        from .tokens import count_request
+
+        return round(count_request(body) * self.token_scale)
+
+    def over_window(self, body: JSONDict | None) -> tuple[int, int, int] | None:
+        """(input tokens, max_tokens, window) when the request does not fit the window."""
+        if self.context_window is None or not body:
+            return None
+        limit = body.get("max_tokens", body.get("max_completion_tokens", 0))
+        max_tokens = limit if isinstance(limit, int) else 0
+        tokens = self.count_input_tokens(body)
+        if tokens + max_tokens <= self.context_window:
+            return None
+        return tokens, max_tokens, self.context_window
 
     # Inspection
 

@@ -45,7 +45,9 @@ def test_no_fold_while_the_history_fits_comfortably() -> None:
 def test_fold_takes_about_the_oldest_half_and_ends_before_a_user_message() -> None:
     history = exchanges(20)
     total = cost(history)
-    fold = plan_fold(history, budget=total, fixed_tokens=0)
+    # Over the 60 % threshold, with room to fold half the history (a fold stays within half
+    # the budget, so with budget == total it could end just short of half).
+    fold = plan_fold(history, budget=int(total * 1.2), fixed_tokens=0)
     assert fold is not None
     n = len(fold.items)
     assert fold.items == tuple(history[:n])
@@ -127,3 +129,22 @@ def test_short_rooms_do_not_even_look_for_a_fold(settings) -> None:
     assert not may_need_fold(short)
     long = ChatRequest("m", "Be brief.", (Turn("user", "alice: " + "word " * 10_000),), 500)
     assert may_need_fold(long)
+    # Many short messages: a look, however few tokens they take (the history cap below).
+    chatty = ChatRequest("m", "Be brief.", (Turn("user", "alice: hi"),), 500, history_size=1000)
+    assert may_need_fold(chatty)
+
+
+def test_a_crowd_of_short_messages_folds_before_the_history_cap_slides() -> None:
+    from chatsite.llm.summary import FOLD_MESSAGES
+    from chatsite.rooms.selectors import HISTORY_LIMIT
+
+    # A request reads at most HISTORY_LIMIT messages: past that its prefix would slide (no
+    # cache hits) and the oldest would drop out unsummarized. Folding at FOLD_MESSAGES keeps
+    # the unsummarized history well under the cap.
+    assert FOLD_MESSAGES <= HISTORY_LIMIT // 2
+    history = exchanges(FOLD_MESSAGES // 2, words=1)
+    budget = 10 * cost(history)  # far from the token threshold
+    fold = plan_fold(history, budget, fixed_tokens=0)
+    assert fold is not None and len(fold.items) >= len(history) // 2
+    assert history[len(fold.items)].role == "user"
+    assert plan_fold(history[:-2], budget, fixed_tokens=0) is None  # one exchange fewer
