@@ -20,7 +20,7 @@ const data = JSON.parse(document.getElementById("room-data").textContent);
 const loginUrl = () => `/accounts/login/?next=${encodeURIComponent(window.location.pathname)}`;
 
 let state = initialState({ username: data.username, slug: data.slug, room: data.room ?? null });
-let lastFrameAt = Date.now();
+let lastReplyFrameAt = Date.now(); // the latest frame that says how the reply stands
 
 const view = new RoomView({
   onLoadOlder: loadOlder,
@@ -32,7 +32,11 @@ const socket = new RoomSocket(socketUrl(data.ws_path), {
   connecting: () => dispatch({ type: "socket.connecting" }),
   open: () => dispatch({ type: "socket.open" }),
   frame: (frame) => {
-    lastFrameAt = Date.now();
+    // Presence or other people's messages say nothing about the reply: only these reset
+    // the quiet-reply watchdog.
+    if (frame.type?.startsWith("generation.") || frame.type === "room.snapshot") {
+      lastReplyFrameAt = Date.now();
+    }
     dispatch(frame);
   },
   closed: ({ retryAt }) => dispatch({ type: "socket.closed", retryAt }),
@@ -67,8 +71,8 @@ function dispatch(action) {
 
 setInterval(() => {
   const now = Date.now();
-  if (state.generation && state.synced && now - lastFrameAt > QUIET_REPLY_MS) {
-    lastFrameAt = now; // ask again only after another quiet period
+  if (state.generation && state.synced && now - lastReplyFrameAt > QUIET_REPLY_MS) {
+    lastReplyFrameAt = now; // ask again only after another quiet period
     dispatch({ type: "local.sync" });
   }
   view.tick();

@@ -231,6 +231,12 @@ def test_page_reconnects_by_itself_after_a_server_restart(
     expect(queued).to_have_attribute("data-status", "complete")
     expect(replies(page)).to_have_count(2)
     expect_reply_done(page, "complete")
+    # Settled, and the database agrees: one row, one reply (a repeat would be stored nowhere,
+    # but a second send with a fresh id would be a second row).
+    with ThreadPoolExecutor(1) as pool:
+        rows = pool.submit(_stored_texts, "Typed while the server was down").result()
+    assert rows == 1
+    expect(queued).to_have_count(1)
 
     send(page, "After the restart")
     expect(replies(page)).to_have_count(3)
@@ -264,15 +270,24 @@ def test_retrying_notice_and_owner_settings(
     alice_tab.click("#settings-button")
     alice_tab.fill("#settings-title-input", "Renamed by the owner")
     alice_tab.fill("#settings-prompt", "Answer in haiku.")
+    # Under anthropic the owner picks from the allow-list: the cheaper model, here.
+    expect(alice_tab.locator("#settings-model option")).to_have_count(2)
     model = alice_tab.locator("#settings-model option").last.get_attribute("value")
-    if model:
-        alice_tab.select_option("#settings-model", model)
+    assert model == "claude-haiku-5-5"
+    alice_tab.select_option("#settings-model", model)
     alice_tab.click("#settings-form button[type=submit]")
     for tab in (alice_tab, bob_tab):
         expect(tab.locator("#room-title")).to_have_text("Renamed by the owner")
-        if model:
-            expect(tab.locator("#room-model")).to_have_text(model)
+        expect(tab.locator("#room-model")).to_have_text(model)
     expect(bob_tab).to_have_title("Renamed by the owner · Roomchat")
+
+    # The next reply is asked of the new model, with the owner's system prompt.
+    fake_anthropic.queue(Reply(chunks=["Autumn ", "leaves."]))
+    send(bob_tab, "A poem, please")
+    expect_reply_done(bob_tab, "complete", "Autumn leaves.")
+    body = fake_anthropic.requests[-1].body
+    assert body is not None and body["model"] == model
+    assert body["system"][0]["text"] == "Answer in haiku."
 
 
 MARKDOWN_REPLY = [
@@ -347,8 +362,17 @@ def test_markdown_reply_renders_with_code_copy_and_screenshot(
     assert copied.startswith("def share(total: float, people: int) -> float:")
 
 
+def _stored_texts(text: str) -> int:
+    from chatsite.rooms.models import Message
+
+    return Message.objects.filter(text=text).count()
+
+
 def _long_room_with_a_summary(slug: str, username: str) -> list[int]:
-    """Four stored messages, the first two folded into the room's summary; their ids."""
+    """Four stored messages, the first two folded into the room's summary; their ids.
+
+    The last is Claude's answer, so that no server's reaper starts a reply in the room while
+    the test looks at it."""
     from django.contrib.auth import get_user_model
 
     from chatsite.rooms import services
@@ -356,10 +380,13 @@ def _long_room_with_a_summary(slug: str, username: str) -> list[int]:
     user = get_user_model().objects.get(username=username)
     room = services.open_room(slug, user)
     ids = []
-    for n in range(1, 5):
+    for n in range(1, 4):
         message = services.store_user_message(room, user, f"message {n}", None)
         assert message is not None
         ids.append(message.pk)
+    reply = services.start_reply(room.pk, "anthropic", "claude-sonnet-5-5")
+    services.finish_reply(reply.pk, services.ReplyOutcome(status="complete", text="message 4"))
+    ids.append(reply.pk)
     assert services.store_summary(room.pk, 0, ids[1], "They counted to two.") is not None
     return ids
 

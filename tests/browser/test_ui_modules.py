@@ -25,6 +25,7 @@ ORIGIN = "http://ui.test"
 STATIC = REPO_ROOT / "static"
 IMPORTS = {
     "roomchat/state": "/static/js/room/state.js",
+    "roomchat/socket": "/static/js/room/socket.js",
     "roomchat/markdown": "/static/js/room/markdown.js",
     "vendor/marked": "/static/vendor/marked/marked.esm.js",
     "vendor/dompurify": "/static/vendor/dompurify/purify.es.js",
@@ -35,7 +36,8 @@ PAGE = f"""<!doctype html><html><head><meta charset="utf-8">
 <script type="module">
   import * as state from "roomchat/state";
   import * as markdown from "roomchat/markdown";
-  window.modules = {{ state, markdown }};
+  import * as socket from "roomchat/socket";
+  window.modules = {{ state, markdown, socket }};
   document.body.dataset.ready = "1";
 </script></head><body></body></html>"""
 
@@ -72,8 +74,10 @@ def page(module_browser: Browser) -> Iterator[Page]:
 
 
 def run(page: Page, script: str) -> Any:
-    """Evaluate `script` (a function body using `state` / `markdown`) and return its result."""
-    return page.evaluate(f"() => {{ const {{ state, markdown }} = window.modules; {script} }}")
+    """Evaluate `script` (a function body using `state`, `markdown`, `socket`); its result."""
+    return page.evaluate(
+        f"() => {{ const {{ state, markdown, socket }} = window.modules; {script} }}"
+    )
 
 
 # --- the reducer ---------------------------------------------------------------------------------
@@ -307,3 +311,26 @@ def test_markdown_features_render(page: Page) -> None:
         '<a href="https://example.com" target="_blank" rel="noopener noreferrer">site</a>' in html
     )
     assert "<code>code</code>" in html
+
+
+# --- reconnecting --------------------------------------------------------------------------------
+
+
+def test_reconnect_delays_double_with_jitter_up_to_fifteen_seconds(page: Page) -> None:
+    delays = run(
+        page,
+        """
+        const rows = [];
+        for (let attempt = 0; attempt < 8; attempt++) {
+          rows.push([socket.backoffDelay(attempt, () => 0), socket.backoffDelay(attempt, () => 1),
+                     ...Array.from({ length: 50 }, () => socket.backoffDelay(attempt))]);
+        }
+        return rows;
+        """,
+    )
+    for attempt, (low, high, *sampled) in enumerate(delays):
+        ceiling = min(15_000, 500 * 2**attempt)
+        # Half fixed, half random: reconnecting tabs spread out instead of arriving together.
+        assert (low, high) == (ceiling // 2, ceiling), attempt
+        assert all(low <= d <= high for d in sampled)
+        assert len(set(sampled)) > 10, "no jitter"

@@ -136,6 +136,11 @@ export class RoomView {
       label = left > 0 ? `Offline · retrying in ${left} s` : "Offline · retrying…";
     }
     setText(status.querySelector(".status-label"), label);
+    // Spoken once per state, not once per second of the countdown.
+    const spoken = state.fatal
+      ? "Disconnected"
+      : { connecting: "Connecting", online: "Online", offline: "Offline, reconnecting" }[state.connection];
+    setText(status.querySelector(".status-spoken"), spoken);
 
     // A fatal close: say why, and stop offering to send.
     const fatal = $("fatal");
@@ -158,13 +163,19 @@ export class RoomView {
     const notice = $("notice");
     const retry = state.generation?.retry;
     notice.hidden = !retry;
-    setText(notice, retry ? retryNotice(retry, room?.model, now) : "");
+    setText(notice.querySelector(".notice-text"), retry ? retryNotice(retry, room?.model, now) : "");
+    // As of the moment it arrived: announced once per retry, the countdown is for the eyes.
+    setText(notice.querySelector(".notice-spoken"), retry ? retryNotice(retry, room?.model, retry.at) : "");
 
     // Server error frames, near the composer.
     const errorBox = $("error");
     errorBox.hidden = !state.error;
     errorBox.dataset.code = state.error?.code || "";
     setText(errorBox.querySelector(".error-text"), state.error ? errorText(state.error, now) : "");
+    setText(
+      errorBox.querySelector(".error-spoken"),
+      state.error ? errorText(state.error, state.error.at ?? now) : "",
+    );
 
     // History controls.
     const older = $("load-older");
