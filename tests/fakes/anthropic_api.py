@@ -143,6 +143,13 @@ class FakeAnthropic(FakeServer):
             message = f"No fake route for {exchange.method} {exchange.path}"
             self.send_fail(exchange, Fail(404, message=message))
 
+    def window_refusal(self, tokens: int, max_tokens: int, window: int) -> Fail:
+        message = (
+            f"input length and `max_tokens` exceed context limit: {tokens} + {max_tokens} "
+            f"> {window}, decrease input length or `max_tokens` and try again"
+        )
+        return Fail(400, message=message)
+
     def send_fail(self, exchange: Exchange, fail: Fail) -> None:
         """Answers with an Anthropic error response, with `retry-after` when set."""
         error_type = fail.error_type or error_type_for(fail.status)
@@ -156,15 +163,7 @@ class FakeAnthropic(FakeServer):
             self.record(exchange, None)
             self.send_fail(exchange, Fail(400, message="Body must be JSON with a messages list"))
             return
-        too_long = self.over_window(body)
-        if too_long is not None:
-            self.record(exchange, "over_window")
-            tokens, max_tokens, window = too_long
-            message = (
-                f"input length and `max_tokens` exceed context limit: {tokens} + {max_tokens} "
-                f"> {window}, decrease input length or `max_tokens` and try again"
-            )
-            self.send_fail(exchange, Fail(400, message=message))
+        if self.refused_over_window(exchange):
             return
         scenario = self.choose(exchange)
         if isinstance(scenario, Fail):

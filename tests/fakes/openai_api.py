@@ -156,6 +156,14 @@ class FakeOpenAI(FakeServer):
             message = f"No fake route for {exchange.method} {exchange.path}"
             self.send_fail(exchange, Fail(404, message=message))
 
+    def window_refusal(self, tokens: int, max_tokens: int, window: int) -> Fail:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{tokens + max_tokens} tokens ({tokens} in the messages, {max_tokens} in the "
+            "completion). Please reduce the length of the messages or completion."
+        )
+        return Fail(400, message=message, code="context_length_exceeded")
+
     def send_fail(self, exchange: Exchange, fail: Fail) -> None:
         """Answers with an OpenAI-style error response, with `retry-after` when set."""
         headers = {} if fail.retry_after is None else {"retry-after": f"{fail.retry_after:g}"}
@@ -167,17 +175,7 @@ class FakeOpenAI(FakeServer):
             self.record(exchange, None)
             self.send_fail(exchange, Fail(400, message="Body must be JSON with a messages list"))
             return
-        too_long = self.over_window(body)
-        if too_long is not None:
-            self.record(exchange, "over_window")
-            tokens, max_tokens, window = too_long
-            message = (
-                f"This model's maximum context length is {window} tokens. However, you "
-                f"requested {tokens + max_tokens} tokens ({tokens} in the messages, "
-                f"{max_tokens} in the completion). Please reduce the length of the messages "
-                "or completion."
-            )
-            self.send_fail(exchange, Fail(400, message=message, code="context_length_exceeded"))
+        if self.refused_over_window(exchange):
             return
         scenario = self.choose(exchange)
         if isinstance(scenario, Fail):

@@ -577,6 +577,19 @@ class FakeServer:
             return None
         return tokens, max_tokens, self.context_window
 
+    def refused_over_window(self, exchange: Exchange) -> bool:
+        """Answers a request over the window with the API's own refusal; True if it did."""
+        too_long = self.over_window(exchange.body)
+        if too_long is None:
+            return False
+        self.record(exchange, "over_window")
+        self.send_fail(exchange, self.window_refusal(*too_long))
+        return True
+
+    def window_refusal(self, tokens: int, max_tokens: int, window: int) -> Fail:
+        """The API's error for a request of `tokens` + `max_tokens` over `window`."""
+        raise NotImplementedError
+
     # Inspection
 
     @property
