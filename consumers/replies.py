@@ -96,7 +96,13 @@ class DeltaEmitter:
 
     @property
     def text(self) -> str:
+        """The text of deltas 1..seq (sent)."""
         return "".join(self.parts)
+
+    @property
+    def all_text(self) -> str:
+        """Everything the model gave, sent or still waiting to leave."""
+        return self.text + "".join(self.batcher.pending)
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -432,6 +438,25 @@ class ReplyJob:
                 self.room_id, self.message_id, self.emitter.seq, "", self.emitter.text
             )
 
+    @property
+    def finishing(self) -> bool:
+        """Whether the reply's own ending is being stored (it no longer streams)."""
+        return self._finishing
+
+    async def store_interrupted_now(self) -> bool:
+        """Store the reply as `interrupted` with all its text, sent or pending, at once.
+
+        For a shutdown whose normal ending hangs: that goes through Redis first (the last
+        delta, then the database, then `generation.finished`), and when Redis hangs it can
+        outlast the process, leaving the reaper only what Redis held. Nobody is told here:
+        tabs get the stored text from their next snapshot. False if the reply's own ending
+        is under way or it was already stored.
+        """
+        if self._finishing:
+            return False
+        outcome = dataclasses.replace(self._outcome("interrupted"), text=self.emitter.all_text)
+        return bool(await database_sync_to_async(services.finish_reply)(self.message_id, outcome))
+
     async def _finish(self, outcome: ReplyOutcome) -> None:
         await self.emitter.flush()
         if self.abandoned:
@@ -611,7 +636,7 @@ class ReplyRunner:
             except Exception as exc:  # the database is away: nobody can reap meanwhile either
                 log.debug("reply %s: status not checked: %s", job.message_id, exc)
                 continue
-            if reaped and not job._finishing:
+            if reaped and not job.finishing:
                 job.abandon()
 
     def running(self, room_id: int) -> bool:
@@ -659,23 +684,10 @@ class ReplyRunner:
             await asyncio.wait(list(self.tasks.values()), timeout=min(remaining, 1.0))
 
     async def _store_unfinished(self) -> None:
-        """Store each reply that could not finish as `interrupted` with all its text so far.
-
-        The normal ending goes through Redis first (the last delta, then the database, then
-        `generation.finished`); when Redis hangs that path can outlast the process, and the
-        reaper would later find only what Redis held. Nobody is told here: tabs get the stored
-        text from their next snapshot once they reconnect elsewhere.
-        """
+        """Store each reply that could not finish (see `ReplyJob.store_interrupted_now`)."""
         for job in list(self.jobs.values()):
-            if job._finishing:
-                continue  # its own ending is being stored
-            text = job.emitter.text + "".join(job.emitter.batcher.pending)
-            outcome = dataclasses.replace(job._outcome("interrupted"), text=text)
             try:
-                stored = await asyncio.wait_for(
-                    database_sync_to_async(services.finish_reply)(job.message_id, outcome),
-                    SHUTDOWN_STORE_TIMEOUT,
-                )
+                stored = await asyncio.wait_for(job.store_interrupted_now(), SHUTDOWN_STORE_TIMEOUT)
             except Exception as exc:
                 log.error("shutdown: reply %s not stored: %s", job.message_id, exc)
                 continue

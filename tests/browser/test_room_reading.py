@@ -11,13 +11,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_room_ui import MARKDOWN_REPLY, expect_reply_done, replies, send
+from tests.browser.pages import (
+    MARKDOWN_REPLY,
+    expect_reply_done,
+    in_db_thread,
+    replies,
+    seed_room,
+    send,
+)
 from tests.fakes import Reply, word_chunks
 
 if TYPE_CHECKING:
@@ -102,24 +108,6 @@ def test_markdown_renders_while_streaming_and_scrolling_follows_until_the_reader
     assert page.evaluate("navigator.clipboard.readText()") == "".join(chunks)
 
 
-def _seed(slug: str, username: str, count: int) -> list[int]:
-    from django.contrib.auth import get_user_model
-
-    from chatsite.rooms import services
-
-    user = get_user_model().objects.get(username=username)
-    room = services.open_room(slug, user)
-    ids = []
-    for n in range(1, count + 1):
-        message = services.store_user_message(room, user, f"history line {n}", None)
-        assert message is not None
-        ids.append(message.pk)
-    # Answered, so that no server starts a reply for the newest line meanwhile.
-    reply = services.start_reply(room.pk, "anthropic", "claude-sonnet-5-5")
-    services.finish_reply(reply.pk, services.ReplyOutcome(status="complete", text=CAUGHT_UP))
-    return ids
-
-
 CAUGHT_UP = "All caught up."
 
 
@@ -128,8 +116,8 @@ def test_older_messages_load_on_scroll_up_and_keep_the_readers_place(
 ) -> None:
     alice = person("alice")
     slug = unique("history")
-    with ThreadPoolExecutor(1) as pool:  # the ORM refuses Playwright's thread (see conftest)
-        pool.submit(_seed, slug, alice.username, 120).result()
+    lines = [f"history line {n}" for n in range(1, 121)]
+    in_db_thread(seed_room, slug, alice.username, lines, CAUGHT_UP)
     page = alice.open_room(daphne_pair.a, slug)
     messages = page.locator("#messages .message")
     expect(messages).to_have_count(50)  # the snapshot: the newest 50
@@ -148,8 +136,7 @@ def test_older_messages_load_on_scroll_up_and_keep_the_readers_place(
     expect(messages.first.locator(".message-body")).to_have_text("history line 1")
     expect(page.locator("#load-older")).to_be_hidden()  # nothing more to load
     texts = messages.locator(".message-body").all_inner_texts()
-    expected = [f"history line {n}" for n in range(1, 121)]
-    assert texts == [*expected, CAUGHT_UP]  # in order, none twice
+    assert texts == [*lines, CAUGHT_UP]  # in order, none twice
 
 
 @pytest.fixture

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import expect
 
+from tests.browser.pages import (
+    MARKDOWN_REPLY,
+    expect_reply_done,
+    in_db_thread,
+    replies,
+    seed_room,
+    send,
+    stored_count,
+    user_messages,
+)
 from tests.fakes import Fail, Reply, word_chunks
 from tests.support import REPO_ROOT
 
@@ -26,34 +35,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 SCREENSHOT = REPO_ROOT / "docs" / "screenshot.png"
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def send(page: Page, text: str) -> None:
-    """Type into the composer and press Enter, as a person does."""
-    page.fill("#composer-text", text)
-    page.press("#composer-text", "Enter")
-
-
-def replies(page: Page) -> Locator:
-    return page.locator('#messages .message[data-role="assistant"]')
-
-
-def user_messages(page: Page) -> Locator:
-    return page.locator('#messages .message[data-role="user"]')
-
-
-def expect_reply_done(page: Page, status: str, text: str | None = None) -> Locator:
-    """The newest reply reached `status` (and shows exactly `text`); no reply is running."""
-    reply = replies(page).last
-    expect(reply).to_have_attribute("data-status", status)
-    if text is not None:
-        expect(reply.locator(".message-body")).to_have_text(text)
-    expect(page.locator("#stop-button")).to_be_hidden()
-    expect(page.locator("body")).to_have_attribute("data-replying", "0")
-    return reply
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -233,9 +214,7 @@ def test_page_reconnects_by_itself_after_a_server_restart(
     expect_reply_done(page, "complete")
     # Settled, and the database agrees: one row, one reply (a repeat would be stored nowhere,
     # but a second send with a fresh id would be a second row).
-    with ThreadPoolExecutor(1) as pool:
-        rows = pool.submit(_stored_texts, "Typed while the server was down").result()
-    assert rows == 1
+    assert in_db_thread(stored_count, "Typed while the server was down") == 1
     expect(queued).to_have_count(1)
 
     send(page, "After the restart")
@@ -288,22 +267,6 @@ def test_retrying_notice_and_owner_settings(
     body = fake_anthropic.requests[-1].body
     assert body is not None and body["model"] == model
     assert body["system"][0]["text"] == "Answer in haiku."
-
-
-MARKDOWN_REPLY = [
-    "## Weekend in Lisbon\n\n",
-    "A relaxed plan for **two days**:\n\n",
-    "- Saturday: Alfama on foot, then *pastéis de nata* in Belém\n",
-    "- Sunday: tram 28 early, before the crowds\n",
-    "- Evening: fado in a small tasca\n\n",
-    "Split the costs with this:\n\n",
-    "```python\n",
-    "def share(total: float, people: int) -> float:\n",
-    '    """Each person\'s part, rounded to cents."""\n',
-    "    return round(total / people, 2)\n",
-    "```\n\n",
-    "Have a lovely trip!",
-]
 
 
 def test_markdown_reply_renders_with_code_copy_and_screenshot(
@@ -362,31 +325,13 @@ def test_markdown_reply_renders_with_code_copy_and_screenshot(
     assert copied.startswith("def share(total: float, people: int) -> float:")
 
 
-def _stored_texts(text: str) -> int:
-    from chatsite.rooms.models import Message
-
-    return Message.objects.filter(text=text).count()
-
-
 def _long_room_with_a_summary(slug: str, username: str) -> list[int]:
-    """Four stored messages, the first two folded into the room's summary; their ids.
+    """Three messages and Claude's answer, the first two folded into the summary; their ids."""
+    from chatsite.rooms import selectors, services
 
-    The last is Claude's answer, so that no server's reaper starts a reply in the room while
-    the test looks at it."""
-    from django.contrib.auth import get_user_model
-
-    from chatsite.rooms import services
-
-    user = get_user_model().objects.get(username=username)
-    room = services.open_room(slug, user)
-    ids = []
-    for n in range(1, 4):
-        message = services.store_user_message(room, user, f"message {n}", None)
-        assert message is not None
-        ids.append(message.pk)
-    reply = services.start_reply(room.pk, "anthropic", "claude-sonnet-5-5")
-    services.finish_reply(reply.pk, services.ReplyOutcome(status="complete", text="message 4"))
-    ids.append(reply.pk)
+    ids = seed_room(slug, username, ["message 1", "message 2", "message 3"], "message 4")
+    room = selectors.room_by_slug(slug)
+    assert room is not None
     assert services.store_summary(room.pk, 0, ids[1], "They counted to two.") is not None
     return ids
 
@@ -396,8 +341,7 @@ def test_the_page_marks_where_the_summary_of_a_long_room_starts(
 ) -> None:
     alice = person("alice")
     slug = unique("long")
-    with ThreadPoolExecutor(1) as pool:  # the ORM refuses Playwright's thread (see conftest)
-        ids = pool.submit(_long_room_with_a_summary, slug, alice.username).result()
+    ids = in_db_thread(_long_room_with_a_summary, slug, alice.username)
     page = alice.open_room(daphne_pair.a, slug)
 
     items = page.locator("#messages > li")

@@ -58,3 +58,22 @@ async def test_flush_without_text_sends_nothing() -> None:
     emitter = DeltaEmitter(0.02, publish)
     await emitter.flush()
     assert sent == [] and emitter.text == "" and not emitter.received_any
+
+
+async def test_all_text_holds_what_is_sent_and_what_still_waits() -> None:
+    sent: list[tuple[int, str]] = []
+    release = asyncio.Event()
+
+    async def slow_publish(seq: int, text: str) -> None:
+        sent.append((seq, text))
+        await release.wait()
+
+    emitter = DeltaEmitter(0.05, slow_publish)
+    await emitter.add("first ")
+    while not sent:  # until the sender has taken "first " and waits in publish
+        await asyncio.sleep(0)
+    await emitter.add("second")
+    assert emitter.text == "first " and emitter.all_text == "first second"
+    release.set()
+    await emitter.flush()
+    assert emitter.text == emitter.all_text == "first second"
