@@ -3,26 +3,36 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-tokenizer.txt | sha1sum | cut -c1-12)
+# Two stamps: what running needs (requirements.txt, all `make run` installs) and the test and
+# lint toolchain on top (requirements-dev.txt + the fakes' tokenizer, for test/check/format).
+RUN_STAMP := $(VENV)/.run-installed-$(shell cat requirements.txt | sha1sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-installed-$(shell cat requirements.txt requirements-dev.txt requirements-tokenizer.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
 
-.PHONY: install run test check format services clean bench
+.PHONY: install install-run run test check format services clean bench
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-tokenizer.txt
+$(RUN_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	# The fakes' tokenizer, outside sys.path (see requirements-tokenizer.txt).
-	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/claude-tokenizer -r requirements-tokenizer.txt
-	@rm -f $(VENV)/.installed-*
-	@touch $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.run-installed-*
+	@touch $(RUN_STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt requirements-tokenizer.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	# The fakes' tokenizer, outside sys.path (see requirements-tokenizer.txt).
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --upgrade --target $(VENV)/claude-tokenizer -r requirements-tokenizer.txt
+	@rm -f $(VENV)/.dev-installed-*
+	@touch $(DEV_STAMP)
+
+## install-run: what `make run` needs (requirements.txt only)
+install-run: $(RUN_STAMP)
+
+## install: everything, test and lint tools included
+install: $(DEV_STAMP)
 
 ## run: serve on http://127.0.0.1:8000 (SQLite, in-memory layer and the demo model unless configured)
-run: install
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --noinput
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+run: install-run
+	@PORT=$(PORT) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} bash scripts/serve-dev.sh $(VENV)
 
 ## test: the whole suite; starts or installs what it needs (PostgreSQL under CI=true, Chromium)
 test: install services

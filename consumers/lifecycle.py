@@ -377,9 +377,13 @@ def announce_configuration() -> None:
             settings.REDIS_CHANNEL_LAYER,
         )
         return
-    log.warning(
-        "REDIS_URL is not set: in-memory channel layer and in-process room state. Run ONE "
-        "process only; a second one would neither see this one's rooms nor its replies."
+    # Advice, not a failure: one process is exactly what `make run` wants. Only a deployment
+    # (debug off) hears it as a WARNING, since a second dyno would not share this one's rooms.
+    log.log(
+        logging.INFO if settings.DEBUG else logging.WARNING,
+        "REDIS_URL is not set, so rooms and replies live in this process's memory: right for "
+        "ONE process (make run, a single dyno). To run more, give every process the same "
+        "Redis: REDIS_URL=redis://host:6379/0 (docs/operations.md).",
     )
 
 
