@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "chatsite.rooms",
+    "chatsite.deploy",  # create_first_admin (app.json postdeploy)
 ]
 
 MIDDLEWARE = [
@@ -134,6 +135,26 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (daphne workers, tests) may write at once: wait instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# PostgreSQL connections one process may hold, through Django's psycopg pool. Under ASGI every
+# sync_to_async thread (one per concurrent HTTP request, the consumers' database thread, the
+# health check's) would keep a persistent connection of its own, so CONN_MAX_AGE bounds
+# nothing; the pool does. Heroku Postgres essential-0 allows 20 connections in all: 2 dynos x 8
+# leave room for the release phase and a `heroku run` (docs/operations.md). 0: no pool, one
+# connection per unit of work.
+DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 8)
+# Seconds a unit of work waits for a pooled connection before it fails.
+DATABASE_POOL_TIMEOUT = env_number("DATABASE_POOL_TIMEOUT", 10, minimum=0.1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The pool refuses persistent connections; CONN_HEALTH_CHECKS makes it check a connection
+    # before lending it, so a PostgreSQL restart costs no failed request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if DATABASE_POOL_MAX:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, DATABASE_POOL_MAX),
+            "max_size": DATABASE_POOL_MAX,
+            "timeout": DATABASE_POOL_TIMEOUT,
+            "name": "roomchat",
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -168,7 +189,14 @@ WHITENOISE_MAX_AGE = 60 * 60 * 24 * 365  # hashed names: cache for a year
 
 # --- Redis and the channel layer ------------------------------------------------------------
 
-REDIS_URL = env_str("REDIS_URL")
+# One Redis, or several as a comma list: the channel layer and each room's live state are
+# spread over them by room (channels-redis's crc32 ring, consumers/shards.py); state that is not
+# a room's (per-user limits, budgets, the circuit breaker) lives on the first (SPEC §4).
+# Changing the list moves rooms between servers: docs/operations.md.
+REDIS_URLS = env_list("REDIS_URL", "")
+if len(set(REDIS_URLS)) != len(REDIS_URLS):
+    raise ImproperlyConfigured("REDIS_URL names the same server twice")
+REDIS_URL = REDIS_URLS[0] if REDIS_URLS else ""
 # Keys of our shared state (locks, live text, stop flags, presence, rate limits) start with this.
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "roomchat")
 # `pubsub` (default): one PUBLISH per frame, fanned out inside each process, no capacity drops,
@@ -198,21 +226,23 @@ def redis_connection_options(url: str) -> dict[str, Any]:
 
 
 REDIS_OPTIONS = redis_connection_options(REDIS_URL) if REDIS_URL else {}
+# channels-redis host dicts, in REDIS_URL's order (the order decides each room's server); TLS
+# options per server, since only rediss:// accepts them.
+REDIS_HOSTS = [{"address": url, **redis_connection_options(url)} for url in REDIS_URLS]
 if REDIS_URL:
-    _host = {"address": REDIS_URL, **REDIS_OPTIONS}
     if REDIS_CHANNEL_LAYER == "core":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 # A process's sockets share one inbox: size it for many tabs per process.
-                "CONFIG": {"hosts": [_host], "capacity": 5000, "prefix": REDIS_KEY_PREFIX},
+                "CONFIG": {"hosts": REDIS_HOSTS, "capacity": 5000, "prefix": REDIS_KEY_PREFIX},
             }
         }
     elif REDIS_CHANNEL_LAYER == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [_host], "prefix": REDIS_KEY_PREFIX},
+                "CONFIG": {"hosts": REDIS_HOSTS, "prefix": REDIS_KEY_PREFIX},
             }
         }
     else:
