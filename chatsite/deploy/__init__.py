@@ -1,0 +1,1 @@
+"""Deployment helpers: management commands Heroku's app.json and operators run."""
