@@ -1,6 +1,8 @@
-"""The production start of SPEC §3 as a black box: `collectstatic`, `migrate`, `createsuperuser`
-and the Procfile's `web` command, run from the repository root with DJANGO_DEBUG=0 and nothing
-but the documented environment, then spoken to over plain HTTP and a websocket.
+"""The production start of SPEC §3 as Heroku runs it: `collectstatic` (the build), then the
+Procfile's own `release` and `web` lines through the shell with `PORT` set, from the repository
+root with DJANGO_DEBUG=0 and nothing but the documented environment (PostgreSQL through
+DATABASE_URL whenever the run has it, as under CI; Redis), then spoken to over plain HTTP and a
+websocket.
 
 The environment is built from scratch (not inherited from the test process, whose testenv sets
 test-only knobs): PATH with the virtualenv first, the documented variables, and the fake
@@ -9,10 +11,10 @@ Anthropic API as the model (`ANTHROPIC_API_KEY` set, so the default provider is 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 from collections.abc import Mapping
@@ -36,14 +38,34 @@ VENV_BIN = Path(python_executable()).parent
 SECRET = "production-start-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
-def procfile_web_argv(port: int) -> list[str]:
-    """The Procfile's `web` command, with $PORT substituted and its options kept."""
+def procfile_command(process: str) -> str:
+    """The Procfile's command line for `process`, exactly as written."""
     for line in (REPO_ROOT / "Procfile").read_text().splitlines():
         name, sep, command = line.partition(":")
-        if sep and name.strip() == "web":
-            command = re.sub(r"\$\{PORT\}|\$PORT\b", str(port), command.strip())
-            return shlex.split(command)
-    raise AssertionError("the Procfile has no `web:` process")
+        if sep and name.strip() == process:
+            return command.strip()
+    raise AssertionError(f"the Procfile has no `{process}:` process")
+
+
+def procfile_argv(process: str) -> list[str]:
+    """How Heroku runs a Procfile line: through bash, which expands $PORT and the rest."""
+    return ["bash", "-c", f"exec {procfile_command(process)}"]
+
+
+def run_release(env: Mapping[str, str], timeout: float = 120) -> str:
+    """The Procfile's `release` line, as Heroku's release phase runs it; its output."""
+    result = subprocess.run(
+        procfile_argv("release"),
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"release failed:\n{output[-4000:]}"
+    return output
 
 
 def production_env(**values: str) -> dict[str, str]:
@@ -93,7 +115,9 @@ def prod_env(
 def start_web(env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The Procfile's web process on a free port, once GET /healthz answers 200."""
     port = free_port()
-    proc = spawn(procfile_web_argv(port), log_path=log_path, env=env, cwd=REPO_ROOT)
+    proc = spawn(
+        procfile_argv("web"), log_path=log_path, env={**env, "PORT": str(port)}, cwd=REPO_ROOT
+    )
     base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -119,7 +143,8 @@ async def test_production_start_serves_pages_static_files_and_streams(
     assert callable(unique)
     with static_lock():
         manage(prod_env, "collectstatic", "--noinput")
-    manage(prod_env, "migrate", "--noinput")
+    assert "migrate" in procfile_command("release")
+    run_release(prod_env)
     admin = unique("admin")
     manage(
         {
@@ -160,6 +185,17 @@ async def test_production_start_serves_pages_static_files_and_streams(
         cache = asset.headers.get("Cache-Control", "")
         max_age = re.search(r"max-age=(\d+)", cache)
         assert max_age and int(max_age.group(1)) >= 365 * 24 * 3600, cache
+        assert "immutable" in cache, cache  # hashed names never change
+        # Compressed for clients that accept it (whitenoise serves the .gz collectstatic made).
+        stylesheet = next(path for path in linked if path.endswith(".css"))
+        plain = (REPO_ROOT / "staticfiles" / stylesheet).read_bytes()
+        packed = http_request(
+            "GET", f"{base}/static/{stylesheet}", headers={"Accept-Encoding": "gzip"}
+        )
+        assert packed.status == 200 and packed.headers.get("Content-Encoding") == "gzip"
+        assert "Accept-Encoding" in packed.headers.get("Vary", "")
+        assert len(packed.body) < len(plain) and gzip.decompress(packed.body) == plain
+        assert "max-age=31536000" in packed.headers.get("Cache-Control", "")
 
         # A room page renders (and creates the room), then its websocket streams a reply.
         slug = unique("prod")
@@ -181,6 +217,9 @@ async def test_production_start_serves_pages_static_files_and_streams(
         assert view.finished is not None and view.finished["status"] == "complete"
         [request] = fake_anthropic.requests
         assert request.headers["authorization"] == "Bearer test-key"
+    except BaseException:
+        print(f"web log:\n{log_tail(log_path, 80)}")  # shown with the failure
+        raise
     finally:
         end_process(proc, signal.SIGTERM, 15)
     log = log_path.read_text(errors="replace")
@@ -194,7 +233,8 @@ def test_the_server_refuses_to_start_without_a_secret_key_when_debug_is_off(
         DJANGO_DEBUG="0", DATABASE_URL=test_database_url, REDIS_URL=private_redis.url
     )
     log_path = tmp_path / "web.log"
-    proc = spawn(procfile_web_argv(free_port()), log_path=log_path, env=env, cwd=REPO_ROOT)
+    env_port = {**env, "PORT": str(free_port())}
+    proc = spawn(procfile_argv("web"), log_path=log_path, env=env_port, cwd=REPO_ROOT)
     try:
         code = proc.wait(timeout=40)
     except subprocess.TimeoutExpired:
@@ -208,7 +248,7 @@ def test_the_server_refuses_to_start_without_a_secret_key_when_debug_is_off(
 
     # The release phase refuses too, with the same message.
     result = subprocess.run(
-        ["python", "manage.py", "migrate", "--noinput"],
+        procfile_argv("release"),
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
