@@ -335,6 +335,35 @@ ROOM_LOCK_TTL = env_number("ROOM_LOCK_TTL", 15, minimum=1)
 # above the largest snapshot (50 messages of CHAT_MAX_TEXT characters), so a fresh one fits.
 WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 4 * 1024 * 1024, minimum=65536)
 
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`; anything else refuses to start with a message naming them."""
+    value = env_str(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+# Who may sign up (SPEC §4): anyone, only through an invite link, or nobody (staff create users).
+CHAT_SIGNUP = env_choice("CHAT_SIGNUP", "open" if DEBUG else "invite", ("open", "invite", "closed"))
+# When Claude answers in a new room (SPEC §7).
+CHAT_DEFAULT_REPLY_MODE = env_choice(
+    "CHAT_DEFAULT_REPLY_MODE", "always", ("always", "mention", "auto")
+)
+# Open websockets one user may hold across processes; 0 = no limit.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20)
+
+# --- Spend (SPEC §8) -----------------------------------------------------------------------
+
+# Estimated USD a UTC day: per user, per room, for the whole deployment; 0 = no limit.
+CHAT_USER_DAILY_USD = env_number("CHAT_USER_DAILY_USD", 1.00)
+CHAT_ROOM_DAILY_USD = env_number("CHAT_ROOM_DAILY_USD", 5.00)
+LLM_DAILY_SPEND_USD = env_number("LLM_DAILY_SPEND_USD", 0)
+# JSON over the built-in price table: {"<model>": [input, output, cache_write, cache_read]}.
+LLM_PRICES = env_str("LLM_PRICES")
+# Bearer token that may read /metrics (staff sessions always may).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 # --- Logging -----------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -21,10 +21,11 @@ from chatsite.rooms import selectors, services
 from chatsite.rooms.models import Message
 from chatsite.rooms.services import ReplyOutcome
 
-from . import chat, presence, protocol
+from . import presence, protocol
+from .actions.messages import personalize, room_snapshot
 from .broadcast import broadcast
 from .livestate import RedisState, shared_state
-from .replies import reply_runner
+from .reply_runner import reply_runner
 
 if TYPE_CHECKING:
     from .room import RoomConsumer
@@ -244,13 +245,14 @@ class ProcessServices:
             by_room.setdefault(room_id, []).append((consumer, username))
         for room_id, members in by_room.items():
             try:
-                frame = await chat.snapshot(room_id, "")
+                frame = await room_snapshot(room_id)
             except Exception as exc:
                 log.warning("room %s not resynchronised: %s", room_id, exc)
                 continue
-            for consumer, username in members:
+            for consumer, _username in members:
                 try:
-                    await consumer.send_frame({**frame, "user": {"username": username}})
+                    user = consumer.scope["user"]
+                    await consumer.send_frame(await personalize(frame, room_id, user))
                 except Exception as exc:
                     log.debug("resync of a socket failed: %s", exc)
 

@@ -1,5 +1,5 @@
 """The websocket of one tab in one room (`/ws/rooms/<slug>/`): parse a frame, call one
-function, send. Rules live in `consumers.chat`; the reply loop in `consumers.replies`."""
+function, send. What frames do lives in `consumers.actions`; replies in `consumers.reply_runner`."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 
-from . import chat, lifecycle, presence, protocol, transport
+from . import actions, lifecycle, presence, protocol, transport
+from .actions.messages import snapshot
 from .broadcast import BROADCAST_EVENT, room_group
-from .protocol import FrameError, SendMessage, StopGeneration, Sync, UpdateRoom
+from .protocol import FrameError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.room = room
         lifecycle.track(self, room.pk, user.username)
-        await self.send_frame(await chat.snapshot(room.pk, user.username))
+        await self.send_frame(await snapshot(room.pk, user))
         users = await presence.join(room.pk, self.conn_id, user.username)
         await self.send_frame(protocol.presence(users))
 
@@ -125,17 +126,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send_frame(exc.frame())
 
     async def handle(self, frame: protocol.ClientFrame) -> None:
+        """Run the frame's action (consumers.actions); the room may come back refreshed."""
         assert self.room is not None
-        user = self.scope["user"]
-        if isinstance(frame, SendMessage):
-            await chat.send_message(self.room, user, frame)
-        elif isinstance(frame, StopGeneration):
-            await chat.stop_generation(self.room, frame)
-        elif isinstance(frame, Sync):
-            await self.send_frame(await chat.snapshot(self.room.pk, user.username))
-        elif isinstance(frame, UpdateRoom):
-            await chat.update_room(self.room, user, frame)
-            self.room = await database_sync_to_async(selectors.room_by_id)(self.room.pk)
+        ctx = actions.ActionContext(
+            room=self.room, user=self.scope["user"], reply=self.send_frame, conn_id=self.conn_id
+        )
+        await actions.dispatch(ctx, frame)
+        self.room = ctx.room
 
     async def room_broadcast(self, event: dict[str, Any]) -> None:
         """Called for each frame sent to the room's group: forward it as it is."""

@@ -15,7 +15,20 @@ from tests.support.auth import csrf_form_token
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pw-secret-123"
-MESSAGE_KEYS = {"id", "role", "author", "model", "text", "status", "created_at", "client_msg_id"}
+MESSAGE_KEYS = {
+    "id",
+    "role",
+    "author",
+    "model",
+    "text",
+    "status",
+    "created_at",
+    "client_msg_id",
+    "reactions",
+    "in_reply_to",
+    "stopped_by",
+    "superseded",
+}
 
 
 @pytest.fixture(autouse=True)

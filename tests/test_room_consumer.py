@@ -17,7 +17,7 @@ from chatsite.asgi import application
 from chatsite.llm.demo_provider import split_words
 from chatsite.rooms.models import Message, Room
 from consumers.livestate import shared_state
-from consumers.replies import reply_runner
+from consumers.reply_runner import reply_runner
 from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
 from tests.consumer_fixtures import TIMEOUT, Connect, Tab
 from tests.fakes import Fail, Reply
@@ -87,7 +87,16 @@ async def test_snapshot_then_presence_on_connect(
         "provider": "demo",
         "system_prompt": "",
         "models": [],
+        "private": False,
+        "members": [],
+        "reply_mode": "always",
         "summary_upto_id": 0,
+    }
+    assert snapshot["budget"] == {
+        "user_spent_usd": 0.0,
+        "user_limit_usd": 1.0,
+        "room_spent_usd": 0.0,
+        "room_limit_usd": 5.0,
     }
     [message] = snapshot["messages"]
     assert message["text"] == "earlier" and message["author"] == "alice"

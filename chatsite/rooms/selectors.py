@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from chatsite.llm.context import HistoryItem
@@ -16,24 +16,41 @@ from .models import Message, Room
 HISTORY_LIMIT = 2000
 
 
+# What serializing a Message reads besides its row (serializers.message_data).
+MESSAGE_RELATED = ("author", "stopped_by")
+MESSAGE_PREFETCH = ("reactions__user",)
+
+
+def _rooms() -> QuerySet[Room]:
+    return Room.objects.select_related("owner").prefetch_related("members")
+
+
 def room_by_slug(slug: str) -> Room | None:
-    return Room.objects.select_related("owner").filter(slug=slug).first()
+    return _rooms().filter(slug=slug).first()
 
 
 def room_by_id(room_id: int) -> Room | None:
-    return Room.objects.select_related("owner").filter(pk=room_id).first()
+    return _rooms().filter(pk=room_id).first()
 
 
 def newest_messages(room: Room, limit: int = 50) -> list[Message]:
     """The newest `limit` messages, oldest first."""
-    rows = list(room.messages.select_related("author").order_by("-id")[:limit])
+    rows = list(
+        room.messages.select_related(*MESSAGE_RELATED)
+        .prefetch_related(*MESSAGE_PREFETCH)
+        .order_by("-id")[:limit]
+    )
     rows.reverse()
     return rows
 
 
 def messages_before(room: Room, before: int | None, limit: int) -> tuple[list[Message], bool]:
     """Up to `limit` messages with id < `before` (newest when None), oldest first, and has_more."""
-    query = room.messages.select_related("author").order_by("-id")
+    query = (
+        room.messages.select_related(*MESSAGE_RELATED)
+        .prefetch_related(*MESSAGE_PREFETCH)
+        .order_by("-id")
+    )
     if before is not None:
         query = query.filter(id__lt=before)
     rows = list(query[: limit + 1])
@@ -133,6 +150,16 @@ def has_unanswered(room_id: int) -> bool:
 def streaming_replies() -> list[Message]:
     """Replies the database still calls streaming (their runner may have died)."""
     return list(Message.objects.filter(status=Message.Status.STREAMING).order_by("id"))
+
+
+def reply_is_streaming(message_id: int) -> bool:
+    """Whether nobody stored the reply's ending yet (the reaper may have, elsewhere)."""
+    return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).exists()
+
+
+def room_has_streaming_reply(room_id: int) -> bool:
+    """Whether the database calls some reply of the room streaming."""
+    return Message.objects.filter(room_id=room_id, status=Message.Status.STREAMING).exists()
 
 
 def unanswered_rooms(since: timedelta, settled: timedelta) -> list[int]:

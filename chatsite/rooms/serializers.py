@@ -25,6 +25,9 @@ def room_data(room: Room, provider: Provider) -> dict[str, Any]:
         "provider": provider.name,
         "system_prompt": room.system_prompt,
         "models": provider.selectable_models(),
+        "private": room.is_private,
+        "members": room_members(room),
+        "reply_mode": room.reply_mode,
         # Messages with ids up to this are folded into the summary the model reads (0: none).
         "summary_upto_id": room.summary_upto_id,
     }
@@ -42,4 +45,25 @@ def message_data(message: Message, text: str | None = None) -> dict[str, Any]:
         "status": message.status,
         "created_at": iso_utc(message.created_at),
         "client_msg_id": message.client_msg_id if is_user else None,
+        "reactions": reactions_data(message),
+        "in_reply_to": [] if is_user else list(message.in_reply_to or []),
+        "stopped_by": message.stopped_by.username if message.stopped_by else None,
+        "superseded": message.superseded,
     }
+
+
+def room_members(room: Room) -> list[str]:
+    """Sorted usernames of a private room's members, the owner included; [] when public."""
+    if not room.is_private:
+        return []
+    names = {user.username for user in room.members.all()}
+    names.add(room.owner.username)
+    return sorted(names)
+
+
+def reactions_data(message: Message) -> dict[str, list[str]]:
+    """{emoji: sorted usernames}, only emoji someone chose (prefetch `reactions__user`)."""
+    chosen: dict[str, list[str]] = {}
+    for reaction in message.reactions.all():
+        chosen.setdefault(reaction.emoji, []).append(reaction.user.username)
+    return {emoji: sorted(names) for emoji, names in chosen.items()}

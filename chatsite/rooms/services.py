@@ -126,15 +126,34 @@ def store_summary(room_id: int, expected_upto_id: int, upto_id: int, summary: st
 
 
 def update_room_settings(
-    room: Room, *, title: str | None, system_prompt: str | None, model: str | None
+    room: Room,
+    *,
+    title: str | None,
+    system_prompt: str | None,
+    model: str | None,
+    private: bool | None = None,
+    reply_mode: str | None = None,
 ) -> Room:
     """Apply the owner's changes (already validated) to the stored room, not a stale copy."""
-    room = Room.objects.select_related("owner").get(pk=room.pk)
+    room = Room.objects.select_related("owner").prefetch_related("members").get(pk=room.pk)
     if title is not None:
         room.title = title
     if system_prompt is not None:
         room.system_prompt = system_prompt
     if model is not None:
         room.model = model
-    room.save(update_fields=["title", "system_prompt", "model", "updated_at"])
+    if private is not None:
+        room.is_private = private
+    if reply_mode is not None:
+        room.reply_mode = reply_mode
+    room.save(
+        update_fields=[
+            "title",
+            "system_prompt",
+            "model",
+            "is_private",
+            "reply_mode",
+            "updated_at",
+        ]
+    )
     return room

@@ -1,5 +1,4 @@
-"""What a tab can do in a room, as plain async functions the consumer calls (testable without
-a socket): snapshots, sending, stopping, room settings. Presence: `consumers.presence`."""
+"""Frames about the conversation itself: snapshots and `sync`, sending, stopping."""
 
 from __future__ import annotations
 
@@ -13,19 +12,25 @@ from django.contrib.auth.models import User
 
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors, services
-from chatsite.rooms.access import can_manage
 from chatsite.rooms.models import Message, Room
 from chatsite.rooms.serializers import message_data, room_data
+from chatsite.usage.budgets import budget_view
 
-from . import protocol
-from .broadcast import broadcast
-from .livestate import LiveGeneration, shared_state
-from .protocol import FrameError, SendMessage, StopGeneration, UpdateRoom
-from .replies import reply_runner
+from .. import protocol
+from ..broadcast import broadcast
+from ..livestate import LiveGeneration, shared_state
+from ..protocol import FrameError, SendMessage, StopGeneration, Sync
+from ..reply_runner import reply_runner
+from .context import ActionContext
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MESSAGES = 50
+# A snapshot stays under this many bytes (SPEC §6): daphne refuses frames over 1 MiB, and a
+# room of 50 long messages in emoji or CJK would otherwise brick every connect.
+SNAPSHOT_MAX_BYTES = 512 * 1024
+# Kept free for what `personalize` adds (a username, the budget figures).
+PERSONAL_PART_BYTES = 1024
 
 
 @database_sync_to_async
@@ -44,11 +49,28 @@ async def _live_generation(room_id: int) -> LiveGeneration | None:
         return None
 
 
-async def snapshot(room_id: int, username: str) -> dict[str, Any]:
-    """The `room.snapshot` frame: the database first, then the live text (see docs/protocol.md)."""
+def fit_messages(fixed: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest of `messages` that keep the encoded snapshot under SNAPSHOT_MAX_BYTES."""
+    room_left = SNAPSHOT_MAX_BYTES - PERSONAL_PART_BYTES - len(protocol.encode(fixed).encode())
+    kept: list[dict[str, Any]] = []
+    for message in reversed(messages):
+        size = len(protocol.encode(message).encode()) + 1  # the comma between items
+        if size > room_left:
+            break
+        room_left -= size
+        kept.append(message)
+    kept.reverse()
+    return kept
+
+
+async def room_snapshot(room_id: int) -> dict[str, Any]:
+    """The part of `room.snapshot` every tab of the room shares (see docs/protocol.md).
+
+    The database first, then the live text; `personalize` adds the reader's part.
+    """
     loaded = await _load_snapshot_rows(room_id)
     if loaded is None:
-        raise FrameError("invalid_message", "This room no longer exists.")
+        raise FrameError("not_found", "This room no longer exists.")
     room, rows = loaded
     live = await _live_generation(room_id)
     streaming = [m.pk for m in rows if m.status == Message.Status.STREAMING]
@@ -65,7 +87,25 @@ async def snapshot(room_id: int, username: str) -> dict[str, Any]:
         )
         for m in rows
     ]
-    return protocol.snapshot(room_data(room, get_provider()), username, messages, generation)
+    frame = protocol.snapshot(room_data(room, get_provider()), "", [], generation, {})
+    frame["messages"] = fit_messages(frame, messages)
+    return frame
+
+
+async def personalize(frame: dict[str, Any], room_id: int, user: User) -> dict[str, Any]:
+    """A room's shared snapshot for one reader: their name and today's budget."""
+    budget = await budget_view(user.pk, room_id)
+    return {**frame, "user": {"username": user.username}, "budget": budget}
+
+
+async def snapshot(room_id: int, user: User) -> dict[str, Any]:
+    """The `room.snapshot` frame for one reader."""
+    return await personalize(await room_snapshot(room_id), room_id, user)
+
+
+async def sync(ctx: ActionContext, frame: Sync) -> None:
+    """Answer `sync` with a fresh snapshot, to this tab only."""
+    await ctx.reply(await snapshot(ctx.room.pk, ctx.user))
 
 
 @database_sync_to_async
@@ -73,17 +113,23 @@ def _client_msg_id_used(room: Room, user: User, client_msg_id: str | None) -> bo
     return client_msg_id is not None and selectors.client_msg_id_used(room, user, client_msg_id)
 
 
-async def send_message(room: Room, user: User, frame: SendMessage) -> None:
+@database_sync_to_async
+def _store_user_message(room: Room, user: User, frame: SendMessage) -> dict[str, Any] | None:
+    """Store the message and serialize it in the same database thread; None for a repeat."""
+    message = services.store_user_message(room, user, frame.text, frame.client_msg_id)
+    return None if message is None else message_data(message)
+
+
+async def send_message(ctx: ActionContext, frame: SendMessage) -> None:
     """Store a user's message, tell the room, and make sure Claude answers it."""
+    room, user = ctx.room, ctx.user
     if await _client_msg_id_used(room, user, frame.client_msg_id):
         return  # a repeat: stores nothing, starts nothing, sends nothing
     await check_rate(user)
-    message = await database_sync_to_async(services.store_user_message)(
-        room, user, frame.text, frame.client_msg_id
-    )
+    message = await _store_user_message(room, user, frame)
     if message is None:
         return
-    await broadcast(room.pk, protocol.message_created(message_data(message)))
+    await broadcast(room.pk, protocol.message_created(message))
     await reply_runner().request(room.pk)
 
 
@@ -103,8 +149,9 @@ async def check_rate(user: User) -> None:
         )
 
 
-async def stop_generation(room: Room, frame: StopGeneration) -> None:
+async def stop_generation(ctx: ActionContext, frame: StopGeneration) -> None:
     """Ask whichever process runs the room's reply to stop it."""
+    room = ctx.room
     live = await _live_generation(room.pk)
     if live is not None:
         message_id = live.message_id
@@ -120,32 +167,3 @@ async def stop_generation(room: Room, frame: StopGeneration) -> None:
     except Exception as exc:
         # The reply goes on and the Stop button stays: the person can press it again.
         log.warning("stop request in room %s failed: %s", room.pk, exc)
-
-
-async def update_room(room: Room, user: User, frame: UpdateRoom) -> None:
-    """Apply the owner's settings and tell the room."""
-    if not can_manage(user, room):
-        raise FrameError("forbidden", "Only the room's owner can change its settings.")
-    if frame.model is not None:
-        check_model(frame.model)
-    updated = await database_sync_to_async(services.update_room_settings)(
-        room, title=frame.title, system_prompt=frame.system_prompt, model=frame.model
-    )
-    await broadcast(room.pk, protocol.room_updated(room_data(updated, get_provider())))
-
-
-def check_model(model: str) -> None:
-    """Refuse a model the owner may not pick: not offered, or deprecated by Anthropic."""
-    provider = get_provider()
-    if provider.name != "anthropic":
-        raise FrameError("invalid_message", f"The {provider.name} provider has one fixed model.")
-    from chatsite.llm.anthropic_provider import deprecation_date
-
-    retiring = deprecation_date(model)
-    if retiring is not None:
-        raise FrameError(
-            "invalid_message", f"{model} is deprecated (end of life {retiring}); pick another."
-        )
-    if model not in provider.selectable_models():
-        allowed = ", ".join(provider.selectable_models())
-        raise FrameError("invalid_message", f"{model} is not offered here. Pick one of: {allowed}.")

@@ -1,0 +1,110 @@
+"""Server → client frames of SPEC §6, built as plain dicts and encoded once (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .codes import ErrorCode
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """The wire form of a server frame."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(code: ErrorCode, message: str, retry_after: float | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return frame
+
+
+def snapshot(
+    room: dict[str, Any],
+    username: str,
+    messages: list[dict[str, Any]],
+    generation: dict[str, Any] | None,
+    budget: dict[str, float | None],
+) -> dict[str, Any]:
+    return {
+        "type": "room.snapshot",
+        "room": room,
+        "user": {"username": username},
+        "messages": messages,
+        "generation": generation,
+        "budget": budget,
+    }
+
+
+def presence(users: list[str]) -> dict[str, Any]:
+    return {"type": "presence", "users": sorted(set(users))}
+
+
+def message_created(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message.created", "message": message}
+
+
+def room_updated(room: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "room.updated", "room": room}
+
+
+def invite_created(url: str, expires_at: str) -> dict[str, Any]:
+    return {"type": "invite.created", "url": url, "expires_at": expires_at}
+
+
+def reaction_updated(message_id: int, reactions: dict[str, list[str]]) -> dict[str, Any]:
+    return {"type": "reaction.updated", "message_id": message_id, "reactions": reactions}
+
+
+def typing(username: str) -> dict[str, Any]:
+    return {"type": "typing", "username": username}
+
+
+def message_superseded(message_id: int) -> dict[str, Any]:
+    return {"type": "message.superseded", "message_id": message_id}
+
+
+def generation_started(message_id: int, model: str) -> dict[str, Any]:
+    return {"type": "generation.started", "message_id": message_id, "model": model}
+
+
+def generation_retrying(
+    message_id: int, attempt: int, retry_in: float, reason: str, model: str
+) -> dict[str, Any]:
+    return {
+        "type": "generation.retrying",
+        "message_id": message_id,
+        "attempt": attempt,
+        "retry_in": round(retry_in, 3),
+        "reason": reason,
+        "model": model,
+    }
+
+
+def generation_delta(message_id: int, seq: int, text: str) -> dict[str, Any]:
+    return {"type": "generation.delta", "message_id": message_id, "seq": seq, "text": text}
+
+
+def generation_finished(
+    message_id: int,
+    status: str,
+    text: str,
+    stop_reason: str | None,
+    usage: dict[str, int],
+    error: dict[str, str] | None,
+    *,
+    cost_usd: float = 0.0,
+    stopped_by: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "generation.finished",
+        "message_id": message_id,
+        "status": status,
+        "text": text,
+        "stop_reason": stop_reason,
+        "usage": usage,
+        "cost_usd": cost_usd,
+        "stopped_by": stopped_by,
+        "error": error,
+    }
