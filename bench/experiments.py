@@ -23,8 +23,9 @@ patches chosen by BENCH_EXPERIMENT (a comma list):
 - `nolive`: skip the live-state write (the Redis EVAL before each PUBLISH). Only to measure
   what it costs: snapshots taken mid-reply would miss text.
 
-These patch the module layout of consumers/replies.py as committed at the time of writing
-(`DeltaEmitter`, `ReplyJob._publish`, `broadcast`); a later refactor may need them updated.
+These patch the reply path's module layout (`consumers.emitter.DeltaEmitter`,
+`consumers.reply_live.LiveReply._publish` and its `broadcast`, `consumers.reply_job.ReplyJob`);
+a later refactor may need them updated.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from chatsite.asgi import application as chatsite_application
-from consumers import replies
+from consumers import emitter, reply_job, reply_live
 
 EXPERIMENTS = {x.strip() for x in os.environ.get("BENCH_EXPERIMENT", "").split(",") if x.strip()}
 TRACE_DIR = Path(os.environ.get("BENCH_TRACE_DIR", "/tmp"))
@@ -47,7 +48,7 @@ EPOCH = float(os.environ.get("BENCH_EPOCH", "0"))
 application = chatsite_application
 
 
-class DecoupledEmitter(replies.DeltaEmitter):
+class DecoupledEmitter(emitter.DeltaEmitter):
     """`add()` never waits for a publish; a sender task sends what is pending."""
 
     def __init__(self, interval: float, publish: Callable[[int, str], Awaitable[None]]) -> None:
@@ -180,19 +181,19 @@ def install() -> None:
     if "localfanout" in EXPERIMENTS:
         install_local_fanout()
     if "decoupled" in EXPERIMENTS:
-        replies.DeltaEmitter = DecoupledEmitter  # type: ignore[misc]
-    original_publish = replies.ReplyJob._publish
-    original_finish = replies.ReplyJob._finish
-    original_add = replies.DeltaEmitter.add
-    original_broadcast = replies.broadcast
+        reply_live.DeltaEmitter = DecoupledEmitter  # type: ignore[misc]
+    original_publish = reply_live.LiveReply._publish
+    original_finish = reply_job.ReplyJob._finish
+    original_add = reply_live.DeltaEmitter.add
+    original_broadcast = reply_live.broadcast
     tracing = "trace" in EXPERIMENTS
 
-    async def publish(self: replies.ReplyJob, seq: int, text: str) -> None:
+    async def publish(self: reply_live.LiveReply, seq: int, text: str) -> None:
         if tracing:
             TRACE.frames[seq] = {"seq": seq, "text": text, "start": time.time()}
         if "nolive" in EXPERIMENTS:
-            await replies.broadcast(
-                self.room_id, replies.protocol.generation_delta(self.message_id, seq, text)
+            await reply_live.broadcast(
+                self.room_id, reply_live.protocol.generation_delta(self.message_id, seq, text)
             )
         else:
             await original_publish(self, seq, text)
@@ -204,21 +205,21 @@ def install() -> None:
             TRACE.frames[frame["seq"]]["broadcast"] = time.time()
         return await original_broadcast(room_id, frame)
 
-    async def add(self: replies.DeltaEmitter, text: str) -> None:
+    async def add(self: emitter.DeltaEmitter, text: str) -> None:
         if tracing:
             TRACE.adds.append((time.time(), text))
         await original_add(self, text)
 
-    async def finish(self: replies.ReplyJob, outcome: Any) -> None:
+    async def finish(self: reply_job.ReplyJob, outcome: Any) -> None:
         await original_finish(self, outcome)
         if tracing:
             TRACE.dump(self.message_id)
 
-    replies.ReplyJob._publish = publish  # type: ignore[method-assign]
-    replies.ReplyJob._finish = finish  # type: ignore[method-assign]
-    replies.broadcast = broadcast
+    reply_live.LiveReply._publish = publish  # type: ignore[method-assign]
+    reply_job.ReplyJob._finish = finish  # type: ignore[method-assign]
+    reply_live.broadcast = broadcast
     if tracing:
-        replies.DeltaEmitter.add = add  # type: ignore[method-assign]
+        reply_live.DeltaEmitter.add = add  # type: ignore[method-assign]
 
 
 install()

@@ -21,7 +21,10 @@ from pathlib import Path
 
 LOOP = re.compile(r"run_forever")
 ACTIVITIES = [
-    ("reply runner: SDK stream, emitter, live state", re.compile(r"consumers/replies\.py")),
+    (
+        "reply runner: SDK stream, emitter, live state",
+        re.compile(r"consumers/(reply_\w+|emitter)\.py"),
+    ),
     ("channels_redis receive loop (redis reads, queue puts)", re.compile(r"channels_redis")),
     (
         "per-socket fan-out: consumer receive, dispatch, send",

@@ -26,7 +26,7 @@ from chatsite.rooms.models import Room
 from consumers import lifecycle
 from consumers.livestate import reset_shared_state
 from consumers.presence import reset_announcer
-from consumers.replies import reply_runner, reset_reply_runner
+from consumers.reply_runner import reply_runner, reset_reply_runner
 from consumers.summaries import reset_summarizer, summarizer
 from tests.fakes import FakeAnthropic, FakeOpenAI
 

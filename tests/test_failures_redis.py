@@ -24,7 +24,7 @@ from chatsite.rooms.models import Message, Room
 from consumers import lifecycle
 from consumers.broadcast import room_group
 from consumers.livestate import reset_shared_state
-from consumers.replies import reply_runner, reset_reply_runner
+from consumers.reply_runner import reply_runner, reset_reply_runner
 from tests.conftest import DaphneFactory, WsConnect
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic

@@ -1,10 +1,10 @@
-"""The retry delay before the first token (consumers.replies.backoff_delay), without a clock."""
+"""The retry delay before the first token (consumers.reply_policy.backoff_delay), without a clock."""
 
 from __future__ import annotations
 
 import random
 
-from consumers.replies import MAX_RETRY_DELAY, backoff_delay
+from consumers.reply_policy import MAX_RETRY_DELAY, backoff_delay
 
 
 def test_the_delay_doubles_per_attempt_with_jitter_in_the_upper_half() -> None:

@@ -1,6 +1,6 @@
 """The coalescing rule: the first delta at once, then at most one frame per interval."""
 
-from consumers.batching import DeltaBatcher
+from consumers.emitter import DeltaBatcher
 
 
 def test_first_text_goes_at_once() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from consumers.replies import DeltaEmitter
+from consumers.emitter import DeltaEmitter
 
 
 async def test_a_slow_fan_out_makes_frames_bigger_not_the_stream_slower() -> None:
