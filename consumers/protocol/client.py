@@ -194,6 +194,8 @@ def _parse_update(data: dict[str, Any], max_text: int) -> UpdateRoom:
         raise FrameError("invalid_message", f"Unknown room fields: {names}.")
     if not fields:
         raise FrameError("invalid_message", "Nothing to update.")
+    if any(value is None for value in fields.values()):
+        raise FrameError("invalid_message", "Room fields may not be null.")
     title = fields.get("title")
     if title is not None:
         if not isinstance(title, str):
