@@ -10,19 +10,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 from consumers import lifecycle  # noqa: E402
+from consumers.origin import SameOriginValidator  # noqa: E402
 from consumers.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # A missing or foreign Origin is refused at the handshake (HTTP 403).
-        "websocket": OriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
-        ),
+        # An Origin other than the request's own (scheme, host, port) is refused at the
+        # handshake (HTTP 403): consumers/origin.py.
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 
