@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.run-installed-$(shell cat requirements.txt | sha1sum | cut
 DEV_STAMP := $(VENV)/.dev-installed-$(shell cat requirements.txt requirements-dev.txt requirements-tokenizer.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
 
-.PHONY: install install-run run test check format services clean bench
+.PHONY: install install-run run test check format services clean bench bench-quick bench-fanout bench-tools
 
 $(RUN_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,8 +52,24 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: install services
+## bench: issue 15's suite, product and naive recipe side by side (< 10 min); docs/benchmarks.md
+bench: install bench-tools
+	ulimit -n $$(ulimit -Hn); $(PY) -m bench.suite $(BENCH_ARGS)
+
+## bench-quick: the same scenarios at small sizes (< 1 min)
+bench-quick: install bench-tools
+	ulimit -n $$(ulimit -Hn); $(PY) -m bench.suite --quick $(BENCH_ARGS)
+
+## bench-fanout: one fan-out run with every knob (bench/README.md)
+bench-fanout: install
 	$(PY) -m bench.fanout $(BENCH_ARGS)
+
+bench-tools: $(VENV)/.bench-tools-$(shell sha1sum requirements-bench.txt 2>/dev/null | cut -c1-12)
+
+$(VENV)/.bench-tools-%: requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	@rm -f $(VENV)/.bench-tools-*
+	@touch $@
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache

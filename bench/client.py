@@ -186,7 +186,7 @@ async def run(spec: dict[str, Any]) -> None:
         Tab(index=t["index"], url=t["url"], origin=t["origin"], session=t["session"])
         for t in spec["tabs"]
     ]
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    gate = asyncio.Semaphore(int(spec.get("concurrency", CONNECT_CONCURRENCY)))
     await asyncio.gather(*(open_tab(tab, gate) for tab in tabs))
     live = [tab for tab in tabs if tab.conn is not None and not tab.error]
     watchers: list[asyncio.Task[Any]] = [asyncio.create_task(watch_tab(tab)) for tab in live]
@@ -214,12 +214,20 @@ async def run(spec: dict[str, Any]) -> None:
     stop = asyncio.Event()
     probe = asyncio.create_task(lag_probe(lag, stop))
     sent_at = None
-    if spec.get("sender") and live:
-        sender = live[0]
-        assert sender.conn is not None
-        frame = {"type": "message.send", "text": spec["prompt"], "client_msg_id": spec["msg_id"]}
-        sent_at = time.time()
-        await sender.conn.send(json.dumps(frame))
+    # Tabs with a prompt of their own send it (one per room); else the first tab sends spec's.
+    prompts = {t["index"]: t["prompt"] for t in spec["tabs"] if t.get("prompt")}
+    if not prompts and spec.get("sender") and live:
+        prompts = {live[0].index: spec["prompt"]}
+    for tab in live:
+        if tab.index in prompts:
+            assert tab.conn is not None
+            frame = {
+                "type": "message.send",
+                "text": prompts[tab.index],
+                "client_msg_id": f"{spec['msg_id']}-{tab.index}",
+            }
+            sent_at = sent_at or time.time()
+            await tab.conn.send(json.dumps(frame))
     deadline = float(spec["timeout"])
     waiting: list[asyncio.Task[Any]] = [asyncio.create_task(tab.finished.wait()) for tab in live]
     if waiting:

@@ -28,6 +28,12 @@ TOKEN_RE = re.compile(r" (\d+)@(\d+)")
 READY_LINE = "MODEL-STUB READY"
 WARMUP_MARK = "[warmup]"  # a prompt with this gets a short reply (warms a server's code paths)
 WARMUP_TOKENS = 20
+# A prompt with this gets one token, " req@<µs since epoch>": when the request's head arrived.
+# The client that sent `message.send` reads the server's overhead before the upstream request.
+ARRIVAL_MARK = "[arrival]"
+ARRIVAL_RE = re.compile(r" req@(\d+)")
+# A prompt may set its reply's length and pace: "tokens=300 rate=60" (else the stub's defaults).
+PACE_RE = re.compile(r"tokens=(\d+) rate=(\d+(?:\.\d+)?)")
 
 
 def token_text(index: int, epoch: float) -> str:
@@ -38,6 +44,12 @@ def token_text(index: int, epoch: float) -> str:
 def parse_tokens(text: str, epoch: float) -> list[tuple[int, float]]:
     """(index, emission time as epoch seconds) of every stamped token in `text`."""
     return [(int(m[1]), epoch + int(m[2]) / 1_000_000) for m in TOKEN_RE.finditer(text)]
+
+
+def arrival_time(text: str, epoch: float) -> float | None:
+    """The request-arrival stamp of an `ARRIVAL_MARK` reply, as epoch seconds."""
+    match = ARRIVAL_RE.search(text)
+    return epoch + int(match[1]) / 1_000_000 if match else None
 
 
 def newest_user_text(body: dict[str, Any]) -> str:
@@ -78,6 +90,7 @@ class Stub:
         try:
             while True:  # keep-alive: the SDK reuses its connection
                 head = await reader.readuntil(b"\r\n\r\n")
+                arrived = time.time()
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {}
@@ -86,7 +99,7 @@ class Stub:
                         name, value = line.split(":", 1)
                         headers[name.strip().lower()] = value.strip()
                 body = await self._read_body(reader, headers)
-                await self._answer(writer, method, path.split("?", 1)[0], body)
+                await self._answer(writer, method, path.split("?", 1)[0], body, arrived)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
@@ -107,7 +120,12 @@ class Stub:
         return await reader.readexactly(int(headers.get("content-length", "0")))
 
     async def _answer(
-        self, writer: asyncio.StreamWriter, method: str, path: str, raw: bytes
+        self,
+        writer: asyncio.StreamWriter,
+        method: str,
+        path: str,
+        raw: bytes,
+        arrived: float,
     ) -> None:
         try:
             body = json.loads(raw) if raw else {}
@@ -117,8 +135,17 @@ class Stub:
         if method == "POST" and path == "/v1/messages/count_tokens":
             self._send_json(writer, 200, {"input_tokens": 10})
         elif method == "POST" and path == "/v1/messages" and body.get("stream"):
-            warmup = WARMUP_MARK in newest_user_text(body)
-            await self._stream(writer, model, WARMUP_TOKENS if warmup else self.tokens)
+            prompt = newest_user_text(body)
+            pace = PACE_RE.search(prompt)
+            tokens = int(pace[1]) if pace else self.tokens
+            rate = float(pace[2]) if pace else self.rate
+            if ARRIVAL_MARK in prompt:
+                stamp = f" req@{int((arrived - self.epoch) * 1_000_000)}"
+                await self._stream(writer, model, 1, rate, fixed=stamp)
+            else:
+                await self._stream(
+                    writer, model, WARMUP_TOKENS if WARMUP_MARK in prompt else tokens, rate
+                )
         elif method == "POST" and path == "/v1/messages":
             # Not streamed (e.g. a background summary): a short whole message.
             self._send_json(writer, 200, self._message(model, "summary", "end_turn", 1))
@@ -155,7 +182,14 @@ class Stub:
             + data
         )
 
-    async def _stream(self, writer: asyncio.StreamWriter, model: str, tokens: int) -> None:
+    async def _stream(
+        self,
+        writer: asyncio.StreamWriter,
+        model: str,
+        tokens: int,
+        rate: float,
+        fixed: str | None = None,
+    ) -> None:
         self.streams += 1
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
@@ -178,10 +212,11 @@ class Stub:
         loop = asyncio.get_running_loop()
         began = loop.time()
         for index in range(tokens):
-            wait = began + index / self.rate - loop.time()
+            wait = began + index / rate - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            delta = {"type": "text_delta", "text": token_text(index, self.epoch)}
+            text = fixed if fixed is not None else token_text(index, self.epoch)
+            delta = {"type": "text_delta", "text": text}
             writer.write(
                 chunk(
                     sse(
