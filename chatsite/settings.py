@@ -77,8 +77,37 @@ if HTTPS:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
     # Health checks come from the router over plain HTTP inside the dyno network.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# Headers on every response (docs/security.md): no framing, no referrer off-site, cookies out
+# of scripts' reach, and a strict Content-Security-Policy (django-csp): scripts and styles only
+# from our own files, plus the one nonce'd import map of the room page; no inline attributes.
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        # 'self' covers the page's own ws:/wss: origin (CSP Level 3).
+        "connect-src": [SELF],
+        "manifest-src": [SELF],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "object-src": [NONE],
+    }
+}
 
 INSTALLED_APPS = [
     "daphne",
@@ -96,6 +125,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -352,6 +382,13 @@ CHAT_DEFAULT_REPLY_MODE = env_choice(
 )
 # Open websockets one user may hold across processes; 0 = no limit.
 CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20)
+# Seconds a process's claim on a socket slot lives unless its heartbeat renews it: the slots of
+# a killed process free themselves after this long (consumers/socket_quota.py).
+SOCKET_QUOTA_TTL = env_number("SOCKET_QUOTA_TTL", 30, minimum=1)
+# A socket refused with `rate_limited` this many times within FLOOD_WINDOW seconds is closed
+# with 4429.
+FLOOD_REFUSALS = env_int("FLOOD_REFUSALS", 10, minimum=1)
+FLOOD_WINDOW = env_number("FLOOD_WINDOW", 10, minimum=0.1)
 
 # --- Spend (SPEC §8) -----------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ MESSAGE_KEYS = {
 def fast_hashing(settings: Any) -> None:
     """Password hashing is not under test here; the default one costs ~0.5 s per hash."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Sign-up under `invite` and `closed`: tests/test_signup_modes.py.
+    settings.CHAT_SIGNUP = "open"
 
 
 @pytest.fixture
@@ -232,11 +234,15 @@ def test_lobby_form_without_letters_or_digits_stays_with_an_error(alice_client: 
     assert not Room.objects.exists()
 
 
-def test_visiting_a_free_slug_creates_a_public_room_owned_by_the_visitor(
+def test_a_free_slug_offers_creation_and_a_post_creates_a_public_room_owned_by_the_poster(
     alice_client: Client, alice: User, bob: User
 ) -> None:
+    offer = alice_client.get("/rooms/fresh-room-1/")
+    assert offer.status_code == 200 and "Create this room?" in offer.content.decode()
+    assert not Room.objects.exists()  # a GET never creates
+    created = post_form(alice_client, "/rooms/fresh-room-1/", {})
+    assert created.status_code == 302 and created["Location"] == "/rooms/fresh-room-1/"
     page = alice_client.get("/rooms/fresh-room-1/")
-    assert page.status_code == 200
     room = Room.objects.get(slug="fresh-room-1")
     assert room.owner == alice and not room.is_private
     assert "/ws/rooms/fresh-room-1/" in page.content.decode()
@@ -245,6 +251,9 @@ def test_visiting_a_free_slug_creates_a_public_room_owned_by_the_visitor(
     other = Client()
     other.force_login(bob)
     assert other.get("/rooms/fresh-room-1/").status_code == 200
+    # A POST on a taken slug only redirects.
+    again = post_form(other, "/rooms/fresh-room-1/", {}, page="/")
+    assert again.status_code == 302 and again["Location"] == "/rooms/fresh-room-1/"
     assert Room.objects.get(slug="fresh-room-1").owner == alice
     assert Room.objects.count() == 1
 
@@ -267,6 +276,7 @@ def test_invalid_slugs_are_404_and_create_nothing(alice_client: Client, path: st
 
 def test_the_longest_valid_slug_works(alice_client: Client) -> None:
     slug = "a" * 49 + "9"
+    assert post_form(alice_client, f"/rooms/{slug}/", {}).status_code == 302
     assert alice_client.get(f"/rooms/{slug}/").status_code == 200
     assert Room.objects.filter(slug=slug).exists()
 

@@ -181,10 +181,26 @@ def unanswered_rooms(since: timedelta, settled: timedelta) -> list[int]:
     return list(rooms.values_list("id", flat=True))
 
 
+# How recent a public room's activity must be to show in everyone's lobby.
+LOBBY_RECENT = timedelta(days=30)
+
+
 def lobby_rooms(user: User, limit: int = 30) -> tuple[list[Room], list[Room]]:
-    """The user's own rooms and the rooms with the most recent activity."""
-    mine = list(Room.objects.select_related("owner").filter(owner=user)[:limit])
+    """Rooms the user owns, is a member of or wrote in (newest activity first); then public
+    rooms active lately that are not among them. Never a private room the user cannot enter:
+    one they wrote in and were removed from is left out too."""
+    admitted = Q(owner=user) | Q(members=user) | Q(is_private=False, messages__author=user)
+    mine = list(
+        Room.objects.select_related("owner")
+        .filter(admitted)
+        .distinct()
+        .order_by("-updated_at")[:limit]
+    )
+    since = timezone.now() - LOBBY_RECENT
     recent = list(
-        Room.objects.select_related("owner").filter(is_private=False).exclude(owner=user)[:limit]
+        Room.objects.select_related("owner")
+        .filter(is_private=False, updated_at__gte=since)
+        .exclude(pk__in=[room.pk for room in mine])
+        .order_by("-updated_at")[:limit]
     )
     return mine, recent

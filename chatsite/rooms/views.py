@@ -8,14 +8,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -32,52 +29,56 @@ HEALTH_TIMEOUT = 2.0
 HEALTH_GROUP = "health"  # a group nobody joins: sending to it proves the layer answers
 
 
-@require_http_methods(["GET", "POST"])
-def signup(request: HttpRequest) -> HttpResponse:
-    form: UserCreationForm[User] = UserCreationForm(request.POST or None)
-    # Whoever followed a room link signs up and lands in that room, as after a login.
-    next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if not url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        next_url = ""
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(next_url or "lobby")
-    return render(request, "registration/signup.html", {"form": form, "next": next_url})
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def lobby(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
     error = None
     if request.method == "POST":
         name = " ".join(request.POST.get("name", "").split())[:100]
         slug = slugify(name)[:50].strip("-")
-        if slug:
-            services.open_room(slug, request.user, title=name)  # type: ignore[arg-type]
-            return redirect("room", slug=slug)
-        error = "Use letters or digits in the room's name."
-    mine, recent = selectors.lobby_rooms(request.user)  # type: ignore[arg-type]
+        if not slug:
+            error = "Use letters or digits in the room's name."
+        else:
+            room = selectors.room_by_slug(slug)
+            if room is None:
+                services.open_room(slug, user, title=name)
+                return redirect("room", slug=slug)
+            if can_enter(user, room):
+                return redirect("room", slug=slug)
+            # Only that the slug is taken, as a POST to the room's URL would tell (404).
+            error = "That name is taken. Pick another one."
+    mine, recent = selectors.lobby_rooms(user)
     return render(
         request, "rooms/lobby.html", {"my_rooms": mine, "recent_rooms": recent, "error": error}
     )
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def room_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET shows the room (or offers to create a free slug); POST creates a free slug.
+
+    A private room the user may not enter is a 404 to both, like a slug nobody could take.
+    """
     if not re.fullmatch(SLUG_PATTERN, slug):
         raise Http404("No such room")
-    room = services.open_room(slug, request.user)  # type: ignore[arg-type]
-    if not can_enter(request.user, room):
+    user: User = request.user  # type: ignore[assignment]
+    room = selectors.room_by_slug(slug)
+    if room is not None and not can_enter(user, room):
         raise Http404("No such room")
+    if request.method == "POST":
+        if room is None:
+            services.open_room(slug, user)
+        return redirect("room", slug=slug)
+    if room is None:
+        return render(request, "rooms/create.html", {"slug": slug})
     data: dict[str, Any] = {
         "slug": room.slug,
         "ws_path": f"/ws/rooms/{room.slug}/",
         "messages_url": f"/api/rooms/{room.slug}/messages",
-        "username": request.user.get_username(),
+        "invites_url": f"/api/rooms/{room.slug}/invites",
+        "username": user.get_username(),
         "room": room_data(room, get_provider()),
     }
     return render(request, "rooms/room.html", {"room": room, "room_data": data})
@@ -137,7 +138,7 @@ async def _layer_answers() -> None:
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the channel layer and the shared state answer within 2 s."""
-    from consumers.livestate import shared_state
+    from consumers.state import shared_state
 
     database, layer, state = await asyncio.gather(
         _check(sync_to_async(_database_answers, thread_sensitive=False)()),
