@@ -8,7 +8,7 @@ import logging
 
 from django.conf import settings
 
-from .livestate import SharedState
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 async def allows(state: SharedState) -> bool:
     """Whether a reply may call the model now (one probe after the cool-down)."""
     try:
-        return await state.breaker_allows(settings.LLM_BREAKER_COOLDOWN)
+        return await state.breaker.allows(settings.LLM_BREAKER_COOLDOWN)
     except Exception:  # the breaker is advice: without Redis, try the model anyway
         return True
 
@@ -24,7 +24,7 @@ async def allows(state: SharedState) -> bool:
 async def record(state: SharedState, success: bool) -> None:
     """Count a reply that completed (`success`) or failed upstream; log when the circuit opens."""
     try:
-        opened = await state.breaker_record(
+        opened = await state.breaker.record(
             success, settings.LLM_BREAKER_FAILURES, settings.LLM_BREAKER_COOLDOWN
         )
     except Exception as exc:

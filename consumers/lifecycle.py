@@ -24,8 +24,8 @@ from chatsite.rooms.services import ReplyOutcome
 from . import presence, protocol
 from .actions.messages import personalize, room_snapshot
 from .broadcast import broadcast
-from .livestate import RedisState, shared_state
 from .reply_runner import reply_runner
+from .state import shared_state
 
 if TYPE_CHECKING:
     from .room import RoomConsumer
@@ -73,7 +73,7 @@ class ProcessServices:
             loop.create_task(self._every(REAP_EVERY, self.reap_once)),
             loop.create_task(self._every(rejoin, self.rejoin_all, first_after=rejoin)),
         ]
-        if isinstance(shared_state(), RedisState):
+        if shared_state().redis is not None:
             self.tasks.append(loop.create_task(self._every(REDIS_WATCH_EVERY, self.watch_redis)))
 
     def stop(self) -> None:
@@ -106,12 +106,12 @@ class ProcessServices:
         """
         state = shared_state()
         entries = [(room_id, c.conn_id, name) for c, room_id, name in self.connections.values()]
-        await state.presence_refresh(entries)
-        for room_id in await state.presence_rooms():
-            before = await state.presence_users(room_id)
+        await state.presence.refresh(entries)
+        for room_id in await state.presence.rooms():
+            before = await state.presence.users(room_id)
             if (
-                await state.presence_expire(room_id)
-                and await state.presence_users(room_id) != before
+                await state.presence.expire(room_id)
+                and await state.presence.users(room_id) != before
             ):
                 presence.announcer().changed(room_id)
         if announce:
@@ -127,7 +127,7 @@ class ProcessServices:
         state = shared_state()
         rooms = {room_id for _, room_id, _ in self.connections.values()}
         for consumer, room_id, _ in list(self.connections.values()):
-            await state.presence_leave(room_id, consumer.conn_id)
+            await state.presence.leave(room_id, consumer.conn_id)
         self.connections.clear()
         for room_id in rooms:
             await presence.announce(room_id)
@@ -141,7 +141,7 @@ class ProcessServices:
         seen: set[int] = set()
         for message in await database_sync_to_async(selectors.streaming_replies)():
             seen.add(message.pk)
-            if runner.running(message.room_id) or await state.room_locked(message.room_id):
+            if runner.running(message.room_id) or await state.reply_locks.held(message.room_id):
                 self.suspects.pop(message.pk, None)
                 continue
             first = self.suspects.setdefault(message.pk, now)
@@ -154,7 +154,7 @@ class ProcessServices:
             UNANSWERED_WITHIN, timedelta(seconds=2)
         )
         for room_id in unanswered:
-            if runner.running(room_id) or await state.room_locked(room_id):
+            if runner.running(room_id) or await state.reply_locks.held(room_id):
                 continue
             log.info("room %s has an unanswered message: starting its reply", room_id)
             await runner.request(room_id)
@@ -167,10 +167,10 @@ class ProcessServices:
         frames published meanwhile. Either way every socket gets a fresh snapshot once the
         channel layer carries frames again, so no tab is left behind silently.
         """
-        state = shared_state()
-        assert isinstance(state, RedisState)
+        store = shared_state().redis
+        assert store is not None
         try:
-            info = await state.redis().info("server")
+            info = await store.for_global().info("server")
         except Exception as exc:
             if self.redis_down_since is None:
                 self.redis_down_since = time.monotonic()
@@ -335,10 +335,10 @@ async def interrupt_orphan(message: Message) -> None:
     """Store a dead process's reply as interrupted with its streamed text, and tell the room."""
     state = shared_state()
     token = uuid.uuid4().hex
-    if not await state.acquire_room(message.room_id, token, settings.ROOM_LOCK_TTL):
+    if not await state.reply_locks.acquire(message.room_id, token, settings.ROOM_LOCK_TTL):
         return
     try:
-        live = await state.get_generation(message.room_id)
+        live = await state.live.get(message.room_id)
         text = live.text if live is not None and live.message_id == message.pk else message.text
         outcome = ReplyOutcome(status=Message.Status.INTERRUPTED, text=text, usage=Usage())
         stored = await database_sync_to_async(services.finish_reply)(message.pk, outcome)
@@ -352,9 +352,9 @@ async def interrupt_orphan(message: Message) -> None:
                     message.pk, Message.Status.INTERRUPTED, text, None, Usage().as_dict(), None
                 ),
             )
-        await state.clear_generation(message.room_id, message.pk)
+        await state.live.clear(message.room_id, message.pk)
     finally:
-        await state.release_room(message.room_id, token)
+        await state.reply_locks.release(message.room_id, token)
     if await database_sync_to_async(selectors.has_unanswered)(message.room_id):
         await reply_runner().request(message.room_id)
 

@@ -14,7 +14,7 @@ import logging
 
 from . import protocol
 from .broadcast import broadcast
-from .livestate import shared_state
+from .state import shared_state
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ ANNOUNCE_DELAY = 0.2  # seconds a room's announcement waits for further joins an
 async def users(room_id: int) -> list[str]:
     """Sorted usernames connected to the room on any process ([] when unreadable)."""
     try:
-        return await shared_state().presence_users(room_id)
+        return await shared_state().presence.users(room_id)
     except Exception as exc:
         log.warning("presence of room %s unreadable: %s", room_id, exc)
         return []
@@ -34,7 +34,7 @@ async def join(room_id: int, conn_id: str, username: str) -> list[str]:
     """Mark a connection present; the room hears of it if its set of people changed."""
     before = await users(room_id)
     try:
-        await shared_state().presence_join(room_id, conn_id, username)
+        await shared_state().presence.join(room_id, conn_id, username)
     except Exception as exc:
         log.warning("presence join in room %s failed: %s", room_id, exc)
     after = await users(room_id)
@@ -47,7 +47,7 @@ async def leave(room_id: int, conn_id: str) -> None:
     """Forget a connection; the room hears of it if its set of people changed."""
     before = await users(room_id)
     try:
-        await shared_state().presence_leave(room_id, conn_id)
+        await shared_state().presence.leave(room_id, conn_id)
     except Exception as exc:
         log.warning("presence leave in room %s failed: %s", room_id, exc)
         return

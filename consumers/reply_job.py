@@ -25,9 +25,9 @@ from chatsite.rooms.services import ReplyOutcome
 
 from . import breaker, protocol, reply_ending, reply_policy, reply_request
 from .broadcast import broadcast
-from .livestate import SharedState
 from .reply_live import LiveReply
 from .reply_policy import EarlyEnding, GiveUp
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ReplyJob:
         while True:
             await asyncio.sleep(STOP_POLL_SECONDS)
             try:
-                if await self.state.stop_requested(self.room_id, self.message_id):
+                if await self.state.live.stop_requested(self.room_id, self.message_id):
                     self.end_early("stopped")
                     return
             except Exception as exc:  # Redis down: keep streaming, look again later

@@ -8,7 +8,7 @@ import logging
 from . import protocol
 from .broadcast import broadcast
 from .emitter import DeltaEmitter
-from .livestate import SharedState
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class LiveReply:
     async def start(self, model: str) -> None:
         """A new reply: empty live state, and `generation.started` to the room."""
         try:
-            await self.state.start_generation(self.room_id, self.message_id, model)
+            await self.state.live.start(self.room_id, self.message_id)
         except Exception as exc:
             log.warning("live state of reply %s not started: %s", self.message_id, exc)
         await broadcast(self.room_id, protocol.generation_started(self.message_id, model))
@@ -41,11 +41,9 @@ class LiveReply:
             return
         try:
             full = self.emitter.text if self._publish_failed else None
-            done = await self.state.append_generation(
-                self.room_id, self.message_id, seq, text, full
-            )
+            done = await self.state.live.append(self.room_id, self.message_id, seq, text, full)
             if not done:  # the live state was lost (Redis restarted): rebuild it whole
-                await self.state.append_generation(
+                await self.state.live.append(
                     self.room_id, self.message_id, seq, text, self.emitter.text
                 )
             self._publish_failed = False
@@ -62,13 +60,13 @@ class LiveReply:
         async with self.emitter.lock:
             if self.closed:
                 return
-            await self.state.append_generation(
+            await self.state.live.append(
                 self.room_id, self.message_id, self.emitter.seq, "", self.emitter.text
             )
 
     async def clear(self) -> None:
         """Forget the live state once the ending is stored (logged when Redis is away)."""
         try:
-            await self.state.clear_generation(self.room_id, self.message_id)
+            await self.state.live.clear(self.room_id, self.message_id)
         except Exception as exc:
             log.warning("live state of reply %s not cleared: %s", self.message_id, exc)

@@ -19,8 +19,8 @@ from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors
 
 from . import reply_ending, reply_request
-from .livestate import SharedState, shared_state
 from .reply_job import ReplyJob
+from .state import SharedState, shared_state
 from .summaries import summarizer
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class ReplyRunner:
             return False
         token = uuid.uuid4().hex
         try:
-            if not await self.state.acquire_room(room_id, token, settings.ROOM_LOCK_TTL):
+            if not await self.state.reply_locks.acquire(room_id, token, settings.ROOM_LOCK_TTL):
                 return False
         except Exception as exc:
             log.error("cannot take room %s's lock: %s", room_id, exc)
@@ -75,7 +75,7 @@ class ReplyRunner:
 
     async def _release(self, room_id: int, token: str) -> None:
         try:
-            await self.state.release_room(room_id, token)
+            await self.state.reply_locks.release(room_id, token)
         except Exception as exc:
             log.warning("room %s's lock not released (it expires): %s", room_id, exc)
 
@@ -129,7 +129,7 @@ class ReplyRunner:
         while True:
             await asyncio.sleep(ttl / 5)
             try:
-                if not await self.state.renew_room(room_id, token, ttl):
+                if not await self.state.reply_locks.renew(room_id, token, ttl):
                     log.error("room %s's lock is held by another process", room_id)
             except Exception as exc:
                 log.warning("room %s's lock not renewed: %s", room_id, exc)
@@ -156,7 +156,7 @@ class ReplyRunner:
         ttl = settings.ROOM_LOCK_TTL
         for room_id, token in list(self.tokens.items()):
             try:
-                if not await self.state.renew_room(room_id, token, ttl):
+                if not await self.state.reply_locks.renew(room_id, token, ttl):
                     log.error("room %s's lock was taken by another process", room_id)
                 job = self.jobs.get(room_id)
                 if job is not None:

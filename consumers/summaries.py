@@ -37,7 +37,7 @@ from chatsite.rooms.serializers import room_data
 
 from . import protocol
 from .broadcast import broadcast
-from .livestate import shared_state
+from .state import shared_state
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class Summarizer:
             return False
         state = shared_state()
         token = uuid.uuid4().hex
-        if not await state.acquire_summary(room_id, token, LOCK_TTL):
+        if not await state.summary_locks.acquire(room_id, token, LOCK_TTL):
             return False  # another process is folding this room
         try:
             # Again under the lock: another process may have folded while we looked.
@@ -155,7 +155,7 @@ class Summarizer:
             )
         finally:
             try:
-                await state.release_summary(room_id, token)
+                await state.summary_locks.release(room_id, token)
             except Exception as exc:  # it expires
                 log.warning("room %s's summary lock not released: %s", room_id, exc)
         if room is None:

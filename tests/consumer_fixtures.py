@@ -24,9 +24,9 @@ from chatsite.asgi import application
 from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Room
 from consumers import lifecycle
-from consumers.livestate import reset_shared_state
 from consumers.presence import reset_announcer
 from consumers.reply_runner import reply_runner, reset_reply_runner
+from consumers.state import use_shared_state
 from consumers.summaries import reset_summarizer, summarizer
 from tests.fakes import FakeAnthropic, FakeOpenAI
 
@@ -50,7 +50,7 @@ INFERENCE_KEY = "inference-test-key"
 @contextlib.asynccontextmanager
 async def fresh_process_state() -> AsyncIterator[None]:
     """A fresh server process inside: no runner, no summarizer, no shared state, no layer."""
-    reset_shared_state()
+    use_shared_state(None)
     reset_reply_runner()
     reset_summarizer()
     reset_announcer()

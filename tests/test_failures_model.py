@@ -21,7 +21,8 @@ from asgiref.sync import sync_to_async
 
 from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Message, Room
-from consumers.livestate import MemoryState, shared_state
+from consumers.state import shared_state
+from consumers.state.breaker import MemoryBreakerState
 from tests import consumer_fixtures
 from tests.conftest import DaphneFactory, DaphnePair, WsConnect, ready_pair, running_pair
 from tests.consumer_fixtures import Connect, Tab, fresh_process_state
@@ -372,22 +373,22 @@ async def test_breaker_counts_replies_not_attempts_and_lets_one_probe_through(
     settings.LLM_BREAKER_COOLDOWN = 1.0  # also the probe's slot: longer than the probe below
     fake = in_process
     tab = await tabs()
-    state = shared_state()
-    assert isinstance(state, MemoryState)
+    state = shared_state().breaker
+    assert isinstance(state, MemoryBreakerState)
 
     async def cooled_down() -> None:
-        assert state.breaker_open_until is not None
-        await asyncio.sleep(max(0.0, state.breaker_open_until - time.monotonic()))
+        assert state.open_until is not None
+        await asyncio.sleep(max(0.0, state.open_until - time.monotonic()))
 
     # A reply that failed twice (attempt + retry) is one failure: the circuit stays closed.
     fake.queue(Fail(500), Fail(500))
     finished, _ = await tab.reply("one")
     assert finished["error"]["code"] == "upstream_unavailable"
-    assert state.breaker_open_until is None
+    assert state.open_until is None
     # The second failed reply opens it.
     fake.queue(Fail(500), Fail(500))
     await tab.reply("two")
-    assert len(fake.requests) == 4 and state.breaker_open_until is not None
+    assert len(fake.requests) == 4 and state.open_until is not None
     # Open: fail fast, the model is not asked, nothing is retried.
     finished, frames = await tab.reply("three")
     assert finished["error"]["code"] == "upstream_unavailable"
@@ -416,7 +417,7 @@ async def test_breaker_counts_replies_not_attempts_and_lets_one_probe_through(
     fake.queue(Reply(chunks=["ok"]))
     finished, _ = await other.reply("after")
     assert (finished["status"], finished["text"]) == ("complete", "ok")
-    assert state.breaker_open_until is None and state.breaker_failures == 0
+    assert state.open_until is None and state.failures == 0
 
 
 @pytest.mark.django_db(transaction=True)

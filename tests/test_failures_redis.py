@@ -23,8 +23,8 @@ from chatsite.asgi import application
 from chatsite.rooms.models import Message, Room
 from consumers import lifecycle
 from consumers.broadcast import room_group
-from consumers.livestate import reset_shared_state
 from consumers.reply_runner import reply_runner, reset_reply_runner
+from consumers.state import use_shared_state
 from tests.conftest import DaphneFactory, WsConnect
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -200,7 +200,7 @@ async def core_layer_process(
         }
     }
     channel_layers.backends = {}
-    reset_shared_state()
+    use_shared_state(None)
     reset_reply_runner()
     yield private_redis
     await reply_runner().shutdown(timeout=5)

@@ -16,8 +16,8 @@ from django.contrib.auth.models import User
 from chatsite.asgi import application
 from chatsite.llm.demo_provider import split_words
 from chatsite.rooms.models import Message, Room
-from consumers.livestate import shared_state
 from consumers.reply_runner import reply_runner
+from consumers.state import shared_state
 from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
 from tests.consumer_fixtures import TIMEOUT, Connect, Tab
 from tests.fakes import Fail, Reply
@@ -286,7 +286,7 @@ async def test_a_reply_reaped_by_another_process_stops_and_leaves_the_next_one_a
     # longer than the lock's TTL): its reaper stores the reply, and the next reply begins.
     await Message.objects.filter(pk=reply_id).aupdate(status="interrupted", text="reaped")
     following = await Message.objects.acreate(room=room, role="assistant", status="streaming")
-    await shared_state().start_generation(room.pk, following.pk, "claude-haiku-5-5")
+    await shared_state().live.start(room.pk, following.pk)
 
     async with asyncio.timeout(5):
         while reply_runner().running(room.pk):
@@ -299,7 +299,7 @@ async def test_a_reply_reaped_by_another_process_stops_and_leaves_the_next_one_a
     assert len(sent) < 300 and not a.of_type("generation.finished")
     stored = await Message.objects.aget(pk=reply_id)
     assert (stored.status, stored.text) == ("interrupted", "reaped")
-    live = await shared_state().get_generation(room.pk)
+    live = await shared_state().live.get(room.pk)
     assert live is not None and (live.message_id, live.seq, live.text) == (following.pk, 0, "")
 
 

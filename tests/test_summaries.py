@@ -16,8 +16,7 @@ from django.contrib.auth.models import User
 
 from chatsite.llm.summary import SUMMARIZER_SYSTEM, SUMMARY_HEADING, SUMMARY_MAX_TOKENS
 from chatsite.rooms.models import Message, Room
-from consumers import livestate
-from consumers.livestate import MemoryState, RedisState, SharedState
+from consumers.state import SharedState, memory_state, redis_state, use_shared_state
 from consumers.summaries import LOCK_TTL, Summarizer, summarizer
 from tests.consumer_fixtures import *  # noqa: F403
 from tests.consumer_fixtures import INFERENCE_MODEL_ID, Connect, Tab
@@ -258,14 +257,14 @@ async def test_a_failed_summary_changes_nothing_and_is_tried_again_later(
 def shared(request: pytest.FixtureRequest) -> SharedState:
     """The shared state both "processes" use: in-process memory, or a real Redis."""
     if request.param == "memory":
-        state: SharedState = MemoryState()
+        state = memory_state()
     else:
         server = request.getfixturevalue("redis_server")
         prefix = f"test-{uuid.uuid4().hex[:8]}"
-        state = RedisState(
+        state = redis_state(
             server.url, prefix, django_settings.REDIS_OPTIONS or {"socket_timeout": 15}
         )
-    livestate._state = state  # what shared_state() hands out until the next reset
+    use_shared_state(state)  # what shared_state() hands out until the next reset
     return state
 
 
@@ -289,20 +288,20 @@ async def test_one_summarizer_per_room_across_processes(
     # The lock is free again; the room now fits, so nothing more happens.
     assert await process_b.fold(room.pk, rows[-1].pk) is False
     token = uuid.uuid4().hex
-    assert await shared.acquire_summary(room.pk, token, LOCK_TTL)
-    await shared.release_summary(room.pk, token)
+    assert await shared.summary_locks.acquire(room.pk, token, LOCK_TTL)
+    await shared.summary_locks.release(room.pk, token)
     assert len(fake.requests) == 1
 
 
 async def test_the_summary_lock_is_owned_and_expires(shared: SharedState) -> None:
-    assert await shared.acquire_summary(7, "one", 0.3)
-    assert not await shared.acquire_summary(7, "two", 0.3)
-    await shared.release_summary(7, "two")  # not the owner: no effect
-    assert not await shared.acquire_summary(7, "two", 0.3)
-    assert not await shared.room_locked(7)  # a different lock from the reply's
+    assert await shared.summary_locks.acquire(7, "one", 0.3)
+    assert not await shared.summary_locks.acquire(7, "two", 0.3)
+    await shared.summary_locks.release(7, "two")  # not the owner: no effect
+    assert not await shared.summary_locks.acquire(7, "two", 0.3)
+    assert not await shared.reply_locks.held(7)  # a different lock from the reply's
     deadline = time.monotonic() + 5
-    while not await shared.acquire_summary(7, "two", 10):
+    while not await shared.summary_locks.acquire(7, "two", 10):
         assert time.monotonic() < deadline, "the summary lock never expired"
         await asyncio.sleep(0.05)
-    await shared.release_summary(7, "two")
-    assert await shared.acquire_summary(7, "three", 10)
+    await shared.summary_locks.release(7, "two")
+    assert await shared.summary_locks.acquire(7, "three", 10)

@@ -18,9 +18,9 @@ from chatsite.usage.budgets import budget_view
 
 from .. import protocol
 from ..broadcast import broadcast
-from ..livestate import LiveGeneration, shared_state
 from ..protocol import FrameError, SendMessage, StopGeneration, Sync
 from ..reply_runner import reply_runner
+from ..state import LiveText, shared_state
 from .context import ActionContext
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,9 @@ def _load_snapshot_rows(room_id: int) -> tuple[Room, list[Message]] | None:
     return room, selectors.newest_messages(room, SNAPSHOT_MESSAGES)
 
 
-async def _live_generation(room_id: int) -> LiveGeneration | None:
+async def _live_generation(room_id: int) -> LiveText | None:
     try:
-        return await shared_state().get_generation(room_id)
+        return await shared_state().live.get(room_id)
     except Exception as exc:  # Redis down: the database still tells which reply runs
         log.warning("live state of room %s unreadable: %s", room_id, exc)
         return None
@@ -136,7 +136,7 @@ async def send_message(ctx: ActionContext, frame: SendMessage) -> None:
 async def check_rate(user: User) -> None:
     """Refuse a message over the user's per-minute allowance, across processes."""
     try:
-        wait = await shared_state().rate_limit_hit(user.pk, settings.CHAT_RATE_PER_MINUTE, 60.0)
+        wait = await shared_state().limits.hit(user.pk, settings.CHAT_RATE_PER_MINUTE, 60.0)
     except Exception as exc:  # without Redis we cannot count: let the message through
         log.warning("rate limit unavailable: %s", exc)
         return
@@ -163,7 +163,7 @@ async def stop_generation(ctx: ActionContext, frame: StopGeneration) -> None:
     if frame.message_id is not None and frame.message_id != message_id:
         return  # that reply has already ended
     try:
-        await shared_state().request_stop(room.pk, message_id)
+        await shared_state().live.request_stop(room.pk, message_id)
     except Exception as exc:
         # The reply goes on and the Stop button stays: the person can press it again.
         log.warning("stop request in room %s failed: %s", room.pk, exc)

@@ -1,0 +1,134 @@
+"""Who is connected to each room, on any process: one entry per connection, refreshed by its
+process and gone PRESENCE_TTL after that process stops refreshing it (it died)."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, cast
+
+import redis.asyncio as aioredis
+
+from .store import RedisStore
+
+PRESENCE_TTL = 30.0  # a connection not refreshed for this long is gone (its process died)
+
+# (room_id, conn_id, username) of one connection.
+PresenceEntry = tuple[int, str, str]
+
+
+class Presence(Protocol):
+    async def join(self, room_id: int, conn_id: str, username: str) -> None: ...
+    async def leave(self, room_id: int, conn_id: str) -> None: ...
+    async def refresh(self, entries: list[PresenceEntry]) -> None:
+        """Keep these connections present for another PRESENCE_TTL."""
+        ...
+
+    async def users(self, room_id: int) -> list[str]:
+        """Sorted usernames present in the room."""
+        ...
+
+    async def expire(self, room_id: int) -> int:
+        """Drop the room's expired entries; how many were dropped."""
+        ...
+
+    async def rooms(self) -> list[int]:
+        """Rooms that had someone present (to expire their entries)."""
+        ...
+
+
+def _member(conn_id: str, username: str) -> str:
+    return f"{conn_id}\x1f{username}"
+
+
+def _username(member: str) -> str:
+    return member.split("\x1f", 1)[1]
+
+
+class RedisPresence:
+    """Per room a sorted set of `conn\\x1fusername` scored by expiry; a global set of rooms."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    def _key(self, room_id: int) -> str:
+        return self.store.room_key(room_id, "presence")
+
+    def _rooms_key(self) -> str:
+        return self.store.key("presence-rooms")
+
+    async def join(self, room_id: int, conn_id: str, username: str) -> None:
+        expires = time.time() + PRESENCE_TTL
+        await self.store.for_room(room_id).zadd(
+            self._key(room_id), {_member(conn_id, username): expires}
+        )
+        await self.store.for_global().sadd(self._rooms_key(), room_id)
+
+    async def leave(self, room_id: int, conn_id: str) -> None:
+        client = self.store.for_room(room_id)
+        members = cast(list[str], await client.zrange(self._key(room_id), 0, -1))
+        gone = [m for m in members if m.startswith(conn_id + "\x1f")]
+        if gone:
+            await client.zrem(self._key(room_id), *gone)
+
+    async def refresh(self, entries: list[PresenceEntry]) -> None:
+        if not entries:
+            return
+        expires = time.time() + PRESENCE_TTL
+        by_client: dict[int, tuple[aioredis.Redis, list[PresenceEntry]]] = {}
+        for entry in entries:
+            client = self.store.for_room(entry[0])
+            by_client.setdefault(id(client), (client, []))[1].append(entry)
+        for client, group in by_client.values():
+            async with client.pipeline(transaction=False) as pipe:
+                for room_id, conn_id, username in group:
+                    pipe.zadd(self._key(room_id), {_member(conn_id, username): expires})
+                await pipe.execute()
+        await self.store.for_global().sadd(self._rooms_key(), *{e[0] for e in entries})
+
+    async def users(self, room_id: int) -> list[str]:
+        client = self.store.for_room(room_id)
+        members = cast(
+            list[str], await client.zrangebyscore(self._key(room_id), time.time(), "+inf")
+        )
+        return sorted({_username(m) for m in members})
+
+    async def expire(self, room_id: int) -> int:
+        client = self.store.for_room(room_id)
+        return int(await client.zremrangebyscore(self._key(room_id), "-inf", time.time()))
+
+    async def rooms(self) -> list[int]:
+        return [int(r) for r in await self.store.for_global().smembers(self._rooms_key())]
+
+
+class MemoryPresence:
+    """The same inside one process."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, dict[str, tuple[str, float]]] = {}  # room -> conn -> (name, expiry)
+
+    async def join(self, room_id: int, conn_id: str, username: str) -> None:
+        expires = time.monotonic() + PRESENCE_TTL
+        self.entries.setdefault(room_id, {})[conn_id] = (username, expires)
+
+    async def leave(self, room_id: int, conn_id: str) -> None:
+        self.entries.get(room_id, {}).pop(conn_id, None)
+
+    async def refresh(self, entries: list[PresenceEntry]) -> None:
+        for room_id, conn_id, username in entries:
+            await self.join(room_id, conn_id, username)
+
+    async def users(self, room_id: int) -> list[str]:
+        now = time.monotonic()
+        conns = self.entries.get(room_id, {})
+        return sorted({name for name, expires in conns.values() if expires > now})
+
+    async def expire(self, room_id: int) -> int:
+        now = time.monotonic()
+        conns = self.entries.get(room_id, {})
+        gone = [c for c, (_, expires) in conns.items() if expires <= now]
+        for conn_id in gone:
+            del conns[conn_id]
+        return len(gone)
+
+    async def rooms(self) -> list[int]:
+        return list(self.entries)
