@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -19,10 +20,12 @@ from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 
-from . import actions, lifecycle, presence, protocol, transport
+from . import actions, lifecycle, presence, protocol, socket_limits, transport
+from .actions.members import lost_access, site_origin
 from .actions.messages import snapshot
 from .broadcast import BROADCAST_EVENT, room_group
 from .protocol import FrameError
+from .sync_gate import SyncGate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     conn_id: str = ""
     dropped = False  # the client stopped reading and its connection was aborted
+    sync_gate: SyncGate | None = None  # the pace of this socket's `sync` answers
+    flood: socket_limits.FloodGuard  # this socket's `rate_limited` refusals (4429 past a limit)
     _layer_receive: LayerReceive | None = None
 
     # Channels sets `channel_receive` (the read from the channel layer) at the start of every
@@ -71,6 +76,33 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         await super().dispatch(message)
 
+    # Whatever connect or receive raise, the socket closes and disconnect's clean-up runs: an
+    # exception escaping to Channels would end the consumer with 1011, a traceback, and no
+    # disconnect, leaving a ghost in presence and in the process's registry (issue 12).
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        try:
+            await super().websocket_connect(message)
+        except Exception as exc:
+            await self._failed("connect", exc)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        try:
+            await super().websocket_receive(message)
+        except Exception as exc:
+            await self._failed("a frame", exc)
+
+    async def _failed(self, what: str, exc: Exception) -> None:
+        """Log the failure once, close the socket and clean up now (disconnect may not come)."""
+        room = self.room.pk if self.room else "?"
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError):
+            log.warning("%s failed in room %s: %s: %s", what, room, type(exc).__name__, exc)
+            code = protocol.CLOSE_TRY_AGAIN
+        else:
+            log.error("%s failed in room %s", what, room, exc_info=exc)
+            code = 1011
+        await self.disconnect(code)
+        await self.close(code=code)
+
     async def connect(self) -> None:
         """Called on the handshake: accept, then admit or close with a readable code."""
         # Accept first: closing before accept would turn every refusal into an HTTP 403.
@@ -88,6 +120,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
         self.conn_id = uuid.uuid4().hex
+        refusal = await socket_limits.admit(user.pk, self.conn_id)  # CHAT_MAX_SOCKETS_PER_USER
+        if refusal is not None:
+            await self.close(code=refusal)
+            return
+        self.flood = socket_limits.FloodGuard()
         self.group = room_group(room.pk)
         try:
             # Join before reading the snapshot, so no delta falls between the two.
@@ -104,16 +141,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_frame(protocol.presence(users))
 
     async def disconnect(self, code: int) -> None:
-        """Called when the socket closes: leave the group and the presence list."""
-        if self.room is None:
+        """Called when the socket closes: leave the group and the presence list.
+
+        Runs at most once per socket, each step whatever the others do (see `_failed`).
+        """
+        if self.sync_gate is not None:
+            self.sync_gate.close()
+        user = self.scope.get("user")
+        if self.conn_id and user is not None:
+            await socket_limits.release(user.pk, self.conn_id)
+        room, self.room = self.room, None
+        if room is None:
             return
         lifecycle.untrack(self)
-        if self.group is not None:
+        group, self.group = self.group, None
+        if group is not None:
             try:
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.channel_layer.group_discard(group, self.channel_name)
             except Exception as exc:
                 log.debug("group discard failed: %s", exc)
-        await presence.leave(self.room.pk, self.conn_id)
+        try:
+            await presence.leave(room.pk, self.conn_id)
+        except Exception as exc:  # Redis down: the entry expires with this process's refresh
+            log.info("presence leave in room %s failed: %s", room.pk, exc)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for every client frame: refused frames get an `error` and change nothing."""
@@ -124,18 +174,39 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.handle(frame)
         except FrameError as exc:
             await self.send_frame(exc.frame())
+            if self.flood.refused(exc.code):  # kept flooding after `rate_limited`: 4429
+                await self.close(code=protocol.CLOSE_TOO_MANY)
 
     async def handle(self, frame: protocol.ClientFrame) -> None:
         """Run the frame's action (consumers.actions); the room may come back refreshed."""
         assert self.room is not None
         ctx = actions.ActionContext(
-            room=self.room, user=self.scope["user"], reply=self.send_frame, conn_id=self.conn_id
+            room=self.room,
+            user=self.scope["user"],
+            reply=self.send_frame,
+            conn_id=self.conn_id,
+            origin=site_origin(self.scope),
         )
+        if isinstance(frame, protocol.Sync):
+            # Paced per socket and per user; extras fold into one owed snapshot (sync_gate.py).
+            if self.sync_gate is None:
+                self.sync_gate = SyncGate(ctx.user.pk)
+            await self.sync_gate.request(lambda: actions.dispatch(ctx, frame))
+            return
         await actions.dispatch(ctx, frame)
         self.room = ctx.room
 
+    async def room_access(self, event: dict[str, Any]) -> None:
+        """Called when the room's members or privacy changed (actions/members.py): a socket
+        whose user may no longer enter closes with 4403."""
+        if self.room is not None and await lost_access(self.scope["user"], self.room.pk, event):
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
+
     async def room_broadcast(self, event: dict[str, Any]) -> None:
         """Called for each frame sent to the room's group: forward it as it is."""
+        skip = event.get("skip_user")
+        if skip is not None and skip == self.scope["user"].username:
+            return  # the typist's own tabs (SPEC §6 `typing`)
         if self._client_stalled():
             return
         await self.send(text_data=event["frame"])
@@ -163,6 +234,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Every frame to this client: none to a client that stopped reading (its connection
+        is aborted at WS_MAX_BACKLOG_BYTES), none and no traceback once the socket is gone."""
+        if self._client_stalled():
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Disconnected:  # autobahn: "Attempt to send on a closed protocol"
+            self.dropped = True
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if self.dropped:
+            return
+        try:
+            await super().close(code=code, reason=reason)
+        except Disconnected:
+            self.dropped = True
 
     async def rejoin_group(self) -> None:
         """Join the room's group again: after Redis lost it, or before it expires (core layer).

@@ -20,6 +20,7 @@ from chatsite.llm.registry import get_provider
 
 from . import selectors, services
 from .access import can_enter
+from .history_params import HistoryParamError, fit_page, history_params
 from .models import SLUG_PATTERN
 from .serializers import message_data, room_data
 
@@ -88,15 +89,6 @@ def _json_error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def _int_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise ValueError(f"`{name}` must be a positive whole number")
-    return int(raw)
-
-
 @require_GET
 def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
     if not request.user.is_authenticated:
@@ -105,13 +97,13 @@ def room_messages(request: HttpRequest, slug: str) -> JsonResponse:
     if room is None or not can_enter(request.user, room):
         return _json_error(404, "No such room.")
     try:
-        before = _int_param(request, "before")
-        limit = _int_param(request, "limit")
-    except ValueError as exc:
+        before, limit = history_params(request.GET)
+    except HistoryParamError as exc:
         return _json_error(400, str(exc))
-    limit = HISTORY_DEFAULT_LIMIT if limit is None else max(1, min(limit, HISTORY_MAX_LIMIT))
     rows, has_more = selectors.messages_before(room, before, limit)
-    return JsonResponse({"messages": [message_data(m) for m in rows], "has_more": has_more})
+    # A byte budget too (history_params.MAX_PAGE_BYTES): older rows come with the next page.
+    messages, has_more = fit_page([message_data(m) for m in rows], has_more)
+    return JsonResponse({"messages": messages, "has_more": has_more})
 
 
 def _database_answers() -> None:
