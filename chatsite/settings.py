@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "channels",
     "chatsite.rooms",
     "chatsite.deploy",  # create_first_admin (app.json postdeploy)
+    "chatsite.usage",  # prices, ledger, budgets, /usage/, /metrics (SPEC §8)
 ]
 
 MIDDLEWARE = [
@@ -404,17 +405,8 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 # --- Logging -----------------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"level": "INFO"},
-        "httpx": {"level": "WARNING"},
-        "httpx2": {"level": "WARNING"},
-        "anthropic": {"level": "WARNING"},
-        "openai": {"level": "WARNING"},
-    },
-}
+# `json`: one object a line with a request id (SPEC §8); `text` for people reading a terminal.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text" if DEBUG else "json", ("json", "text"))
+from chatsite.usage.logs import logging_config  # noqa: E402  (needs LOG_FORMAT, no models)
+
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)

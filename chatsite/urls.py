@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from chatsite.rooms import accounts, invite_views, roomlist, views
+from chatsite.usage import views as usage_views
 
 urlpatterns = [
     path("", views.lobby, name="lobby"),
@@ -22,5 +23,7 @@ urlpatterns = [
         name="revoke-invite",
     ),
     path("healthz", views.healthz, name="healthz"),
+    path("usage/", usage_views.usage_page, name="usage"),
+    path("metrics", usage_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

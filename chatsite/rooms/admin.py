@@ -41,6 +41,7 @@ class MessageAdmin(admin.ModelAdmin):
         "estimated_input_tokens",
         "time_to_first_token_ms",
         "duration_ms",
+        "cost_usd",
         "created_at",
     ]
     list_filter = ["role", "status", "provider", "model"]
@@ -59,6 +60,7 @@ class MessageAdmin(admin.ModelAdmin):
         "estimated_input_tokens",
         "time_to_first_token_ms",
         "duration_ms",
+        "cost_usd",
         "created_at",
         "finished_at",
     ]
