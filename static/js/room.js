@@ -11,6 +11,7 @@
 import { initialState, reduce, PAGE_SIZE } from "roomchat/state";
 import { RoomSocket, socketUrl } from "roomchat/socket";
 import { RoomView } from "roomchat/render";
+import { setupGroup } from "roomchat/groupui";
 
 // The protocol's rule (SPEC §6): a tab that hears nothing for 15 s while a reply runs asks
 // for a snapshot, in case the rest of the stream was lost.
@@ -38,6 +39,7 @@ const socket = new RoomSocket(socketUrl(data.ws_path), {
       lastReplyFrameAt = Date.now();
     }
     dispatch(frame);
+    group.onFrame(frame, state);
   },
   closed: ({ retryAt }) => dispatch({ type: "socket.closed", retryAt }),
   fatal: ({ code }) => {
@@ -189,6 +191,16 @@ settingsForm.addEventListener("submit", (event) => {
   if (room.models?.length && model && model !== room.model) changes.model = model;
   if (Object.keys(changes).length) dispatch({ type: "local.updateRoom", changes });
   dialog.close();
+});
+
+// ---- group conversation: mentions, typing, reactions, regenerate, room list (groupui.js) --------
+
+const group = setupGroup({
+  getState: () => state,
+  dispatch,
+  socket,
+  slug: data.slug,
+  rerender: () => view.schedule(state),
 });
 
 // ---- go ---------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ ORIGIN = "http://ui.test"
 STATIC = REPO_ROOT / "static"
 IMPORTS = {
     "roomchat/state": "/static/js/room/state.js",
+    "roomchat/group": "/static/js/room/group.js",
+    "roomchat/typing": "/static/js/room/typing.js",
     "roomchat/socket": "/static/js/room/socket.js",
     "roomchat/markdown": "/static/js/room/markdown.js",
     "vendor/marked": "/static/vendor/marked/marked.esm.js",

@@ -68,7 +68,7 @@ export function refusalText(error) {
 export function endingNote(message) {
   switch (message.status) {
     case "stopped":
-      return "Stopped before the end.";
+      return message.stopped_by ? `Stopped by ${message.stopped_by} before the end.` : "Stopped before the end.";
     case "interrupted":
       return "Interrupted: the server restarted while Claude was replying.";
     case "error": {

@@ -87,16 +87,25 @@ const PURIFY_CONFIG = {
 };
 
 /** Markdown text → a sanitized DocumentFragment (never a string, so nothing re-parses it). */
-export function renderMarkdown(text) {
+export function renderMarkdown(text, options = undefined) {
   let html;
   try {
-    html = marked.parse(text || "");
+    html = marked.parse(text || "", options);
   } catch (err) {
     // A parser bug must not lose the reply: fall back to plain text.
     console.error("markdown:", err);
     html = `<p>${escapeHtml(text)}</p>`;
   }
-  return DOMPurify.sanitize(html, PURIFY_CONFIG);
+  const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
+  // A link whose target was refused (javascript:, data:…) is no link: keep only its text, so
+  // it does not look clickable.
+  for (const a of fragment.querySelectorAll("a:not([href])")) a.replaceWith(...a.childNodes);
+  return fragment;
+}
+
+/** People's messages: the same safe Markdown, where a single newline is a line break (chat). */
+export function renderUserMarkdown(text) {
+  return renderMarkdown(text, { breaks: true });
 }
 
 /** Plain text → the same fragment shape, for user messages (never Markdown). */

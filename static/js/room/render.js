@@ -7,9 +7,10 @@
 // Rendering is batched to one pass per animation frame, which also caps how often a fast
 // stream re-renders Markdown.
 
-import { renderMarkdown, plainText } from "roomchat/markdown";
+import { renderMarkdown, renderUserMarkdown } from "roomchat/markdown";
 import { formatTime, retryNotice, errorText, refusalText, endingNote, secondsLeft, STATUS_LABELS } from "roomchat/format";
 import { AutoScroller } from "roomchat/scroll";
+import { decorateMessage, afterMessages, renderGroupChrome } from "roomchat/groupview";
 
 const $ = (id) => document.getElementById(id);
 
@@ -184,6 +185,7 @@ export class RoomView {
     setText(older, state.loadingOlder ? "Loading older messages…" : "Load older messages");
 
     $("empty-room").hidden = !(state.synced && state.messages.length === 0 && state.pending.length === 0);
+    renderGroupChrome(state, now);
   }
 
   renderDemoBadge(isDemo) {
@@ -208,7 +210,7 @@ export class RoomView {
         el(
           "li",
           { class: name === state.me ? "presence-user is-me" : "presence-user", "data-username": name },
-          el("span", { class: "avatar avatar-sm", "aria-hidden": "true", "data-initial": initial(name), style: avatarStyle(name) }),
+          el("span", { class: `avatar avatar-sm ${avatarHue(name)}`, "aria-hidden": "true", "data-initial": initial(name) }),
           el("span", { class: "presence-name", text: name }),
         ),
       ),
@@ -237,6 +239,13 @@ export class RoomView {
       items.splice(marker, 0, { key: SUMMARY_KEY, message: null, pending: null });
       keys.add(SUMMARY_KEY);
     }
+    // Quiet lines saying the room's settings changed, after the message they followed.
+    for (const note of state.roomNotes || []) {
+      let at = items.findLastIndex((it) => it.message && it.message.id <= note.afterId);
+      if (at < 0 && note.afterId) continue; // that part of the conversation is not shown
+      items.splice(at + 1, 0, { key: note.key, message: null, pending: null, note });
+      keys.add(note.key);
+    }
 
     const firstBefore = this.list.firstElementChild;
     const countBefore = this.list.childElementCount;
@@ -247,7 +256,7 @@ export class RoomView {
     for (const item of items) {
       let node = this.elements.get(item.key);
       if (!node) {
-        node = item.key === SUMMARY_KEY ? createSummaryMarker() : this.createMessage();
+        node = item.note ? createRoomNote(item.note) : item.key === SUMMARY_KEY ? createSummaryMarker() : this.createMessage();
         this.elements.set(item.key, node);
       }
       const source = item.message || item.pending;
@@ -266,6 +275,8 @@ export class RoomView {
         this.elements.delete(key);
       }
     }
+
+    afterMessages(state);
 
     // Did older messages arrive at the top, or did content grow at the bottom?
     const prepended = !!firstBefore && firstBefore.isConnected && this.list.firstElementChild !== firstBefore;
@@ -311,31 +322,26 @@ export class RoomView {
     const author = assistant ? "Claude" : m.author || "unknown";
     setText(p.author, author);
     p.avatar.textContent = assistant ? "✳" : initial(author);
-    p.avatar.className = assistant ? "avatar avatar-claude" : "avatar";
-    p.avatar.style.cssText = assistant ? "" : avatarStyle(author);
+    p.avatar.className = assistant ? "avatar avatar-claude" : `avatar ${avatarHue(author)}`;
     setText(p.model, assistant && m.model ? m.model : "");
     p.model.hidden = !(assistant && m.model);
     setTime(p.time, m.created_at, now);
     setBadge(p.badge, m.status === "complete" ? null : m.status);
     p.copy.hidden = !assistant || !m.text;
 
-    // The body: Markdown for Claude (sanitized), plain text for people.
+    // The body: the same sanitized Markdown for Claude and for people.
     if (li._text !== m.text || li._role !== m.role) {
-      if (assistant) {
-        if (m.text) {
-          const fragment = renderMarkdown(m.text);
-          enhanceCodeBlocks(fragment);
-          p.body.replaceChildren(fragment);
-        } else {
-          p.body.replaceChildren();
-        }
+      if (m.text) {
+        const fragment = assistant ? renderMarkdown(m.text) : renderUserMarkdown(m.text);
+        enhanceCodeBlocks(fragment);
+        p.body.replaceChildren(fragment);
       } else {
-        p.body.replaceChildren(plainText(m.text));
+        p.body.replaceChildren();
       }
       li._text = m.text;
       li._role = m.role;
     }
-    p.body.classList.toggle("is-markdown", assistant);
+    p.body.classList.add("is-markdown");
     p.body.classList.toggle("is-streaming", m.status === "streaming");
     p.body.classList.toggle("is-waiting", m.status === "streaming" && !m.text);
 
@@ -345,6 +351,7 @@ export class RoomView {
     p.note.dataset.status = m.status;
     p.actions.replaceChildren();
     p.actions.hidden = true;
+    decorateMessage(li, m, state);
   }
 
   updatePending(li, pending, state, now) {
@@ -360,19 +367,19 @@ export class RoomView {
     li.removeAttribute("aria-busy");
     setText(p.author, state.me || "you");
     p.avatar.textContent = initial(state.me || "?");
-    p.avatar.className = "avatar";
-    p.avatar.style.cssText = avatarStyle(state.me || "?");
+    p.avatar.className = `avatar ${avatarHue(state.me || "?")}`;
     p.model.hidden = true;
     setTime(p.time, pending.created_at, now);
     setBadge(p.badge, failed ? "failed" : "pending");
     p.badge.title = failed ? "" : state.connection === "online" ? "Sending…" : "Will be sent when you're back online";
     p.copy.hidden = true;
     if (li._text !== pending.text || li._role !== "user") {
-      p.body.replaceChildren(plainText(pending.text));
+      p.body.replaceChildren(renderUserMarkdown(pending.text));
       li._text = pending.text;
       li._role = "user";
     }
-    p.body.classList.remove("is-markdown", "is-streaming", "is-waiting");
+    p.body.classList.add("is-markdown");
+    p.body.classList.remove("is-streaming", "is-waiting");
     const note = failed ? `Not sent: ${refusalText(pending.error)}` : "";
     setText(p.note, note);
     p.note.hidden = !failed;
@@ -461,11 +468,17 @@ function initial(name) {
   return (Array.from(name || "?")[0] || "?").toUpperCase();
 }
 
-/** A stable, pleasant hue per username, so people are easy to tell apart. */
-function avatarStyle(name) {
+/** A stable, pleasant hue per username (one of 12 CSS classes: no style attributes, for the
+ *  CSP), so people are easy to tell apart. */
+function avatarHue(name) {
   let hash = 0;
   for (const ch of name || "") hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return `--avatar-hue: ${hash % 360}`;
+  return `hue-${hash % 12}`;
+}
+
+/** A quiet line in the conversation: the room's model, instructions or reply mode changed. */
+function createRoomNote(note) {
+  return el("li", { class: "room-note", "data-note": note.key }, el("span", { class: "room-note-text", text: note.text }));
 }
 
 function copyIcon() {

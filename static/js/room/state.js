@@ -9,6 +9,8 @@
 //
 // Time is never read here: the dispatcher stamps each action with `at` (ms since epoch).
 
+import { groupStep, groupAfter } from "roomchat/group";
+
 /** The server's snapshot and history pages hold at most this many messages. */
 export const PAGE_SIZE = 50;
 
@@ -33,6 +35,9 @@ export function initialState({ username = null, slug = null, room = null } = {})
     error: null, // {code, message, retry_after, at}: the last `error` frame for this tab
     hasMore: false, // older messages exist before messages[0]
     loadingOlder: false,
+    typing: {}, // username -> when (ms) we last heard they are typing (group.js)
+    typingSentAt: 0, // when this tab last sent `typing`
+    roomNotes: [], // {key, afterId, text}: quiet lines saying the room's settings changed
   };
 }
 
@@ -271,7 +276,7 @@ function onError(state, f) {
  */
 export function reduce(state, action) {
   const outbox = [];
-  const next = step(state, action, outbox);
+  const next = groupAfter(state, step(state, action, outbox), action);
   return { state: next, outbox };
 }
 
@@ -356,6 +361,8 @@ function step(state, a, outbox) {
       return { ...state, loadingOlder: false, hasMore: !!a.has_more, messages: older.concat(state.messages) };
     }
     default:
-      return state; // unknown frame types are ignored, so the server may add new ones
+      // Group conversation frames and actions (group.js); unknown ones are ignored, so the
+      // server may add new ones.
+      return groupStep(state, a, outbox) ?? state;
   }
 }
