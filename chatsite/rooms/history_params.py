@@ -24,9 +24,15 @@ class HistoryParamError(ValueError):
     """A bad query parameter; its message is safe to show."""
 
 
+_MESSAGES = {
+    "limit": f"`limit` must be a whole number from 1 to {MAX_LIMIT}, in ASCII digits.",
+    "before": "`before` must be a message id, in ASCII digits.",
+}
+
+
 def _ascii_number(raw: str, name: str) -> int:
     if not raw or len(raw) > _MAX_DIGITS or not (raw.isascii() and raw.isdigit()):
-        raise HistoryParamError(f"`{name}` must be a positive whole number in ASCII digits.")
+        raise HistoryParamError(_MESSAGES[name])
     return int(raw)
 
 
@@ -36,7 +42,7 @@ def parse_limit(raw: str | None) -> int:
         return DEFAULT_LIMIT
     value = _ascii_number(raw, "limit")
     if value < 1:
-        raise HistoryParamError("`limit` must be at least 1.")
+        raise HistoryParamError(_MESSAGES["limit"])
     return min(value, MAX_LIMIT)
 
 
@@ -46,7 +52,7 @@ def parse_before(raw: str | None) -> int | None:
         return None
     value = _ascii_number(raw, "before")
     if not 1 <= value <= MAX_ID:
-        raise HistoryParamError("`before` must be a message id.")
+        raise HistoryParamError(_MESSAGES["before"])
     return value
 
 
