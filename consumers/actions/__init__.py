@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import protocol
 from .context import ActionContext
+from .members import change_member, create_invite
 from .messages import send_message, stop_generation, sync
 from .room_settings import update_room
 
@@ -22,6 +23,8 @@ HANDLERS: dict[type, Handler] = {
     protocol.StopGeneration: stop_generation,
     protocol.Sync: sync,
     protocol.UpdateRoom: update_room,
+    protocol.MemberChange: change_member,
+    protocol.CreateInvite: create_invite,
 }
 
 

@@ -21,3 +21,5 @@ class ActionContext:
     reply: Callable[[dict[str, Any]], Awaitable[None]]
     # This socket's id in presence and the process's socket registry.
     conn_id: str = ""
+    # `https://host[:port]` of the page (absolute links such as `invite.created`'s url).
+    origin: str = ""

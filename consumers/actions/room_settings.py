@@ -13,6 +13,7 @@ from .. import protocol
 from ..broadcast import broadcast
 from ..protocol import FrameError, UpdateRoom
 from .context import ActionContext
+from .members import access_changed
 
 
 async def update_room(ctx: ActionContext, frame: UpdateRoom) -> None:
@@ -31,6 +32,8 @@ async def update_room(ctx: ActionContext, frame: UpdateRoom) -> None:
     )
     ctx.room = updated
     await broadcast(updated.pk, protocol.room_updated(room_data(updated, get_provider())))
+    if frame.private:  # made (or kept) private: non-members' sockets close with 4403
+        await access_changed(updated)
 
 
 def check_model(model: str) -> None:
