@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.fanout import DAPHNE_ARGS, boost, code_tree, wait_for_port, warm_up
+from bench.fanout import DAPHNE_ARGS, boost, code_tree, database, wait_for_port, warm_up
 from bench.procstats import cpu_seconds, rss_mib
 from tests.support import REPO_ROOT, end_process, log_tail, python_executable, spawn
 from tests.support.daphne import DaphneProcess
@@ -102,8 +102,12 @@ class Worker:
 class Rig:
     """Redis, the model stub and a migrated SQLite database with users, sessions and rooms."""
 
-    def __init__(self, workdir: Path, code: str, users: int, rooms: int, say: Any) -> None:
+    def __init__(
+        self, workdir: Path, code: str, users: int, rooms: int, say: Any, db: str = "sqlite"
+    ) -> None:
         self.workdir = workdir
+        self.db = db
+        self._db_context: Any = None
         self.say = say
         self.epoch = float(int(time.time()))
         self.redis = RedisServer(workdir=workdir / "redis")
@@ -115,6 +119,7 @@ class Rig:
         self.rooms: list[str] = []
         self.env: dict[str, str] = {}
         self.nice = 0
+        self.profile_dir: Path | None = None  # py-spy each daphne for each scenario, into here
 
     def start(self, seed_messages: int) -> None:
         self.redis.start()
@@ -128,7 +133,7 @@ class Rig:
             "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_HTTPS": "0",
-            "DATABASE_URL": f"sqlite:///{self.workdir / 'bench.sqlite3'}",
+            "DATABASE_URL": self._database_url(),
             "REDIS_URL": self.redis.url,
             "LLM_PROVIDER": "anthropic",
             "ANTHROPIC_API_KEY": "sk-ant-bench-not-a-key",
@@ -157,6 +162,11 @@ class Rig:
             f"{len(self.rooms)} rooms, code {self.commit}"
         )
 
+    def _database_url(self) -> str:
+        """A fresh database: a SQLite file, or a new PostgreSQL database dropped at close()."""
+        self._db_context = database(self.db, self.workdir)
+        return str(self._db_context.__enter__())
+
     @contextlib.contextmanager
     def servers(self, app: str, count: int, env: dict[str, str]) -> Iterator[list[DaphneProcess]]:
         """`count` daphne processes serving `app`, warmed up (one short reply each)."""
@@ -182,6 +192,34 @@ class Rig:
             for d in daphnes:
                 d.stop()
 
+    @contextlib.contextmanager
+    def profiled(self, servers: list[DaphneProcess], label: str) -> Iterator[None]:
+        """py-spy samples each of `servers` (raw stacks, 200 Hz) while the block runs."""
+        if self.profile_dir is None:
+            yield
+            return
+        pyspy = str(Path(python_executable()).parent / "py-spy")
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        procs = []
+        for d in servers:
+            target = self.profile_dir / f"{label}-{d.name}.txt"
+            argv = [pyspy, "record", "--pid", str(d.pid), "--format", "raw", "--rate", "200"]
+            argv += ["--nonblocking", "--output", str(target)]
+            procs.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        time.sleep(0.5)  # attached
+        try:
+            yield
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
     def worker(self, module: str, name: str, spec: dict[str, Any]) -> Worker:
         worker = Worker(module, name, {**spec, "epoch": self.epoch}, self.workdir)
         if self.nice:
@@ -197,6 +235,8 @@ class Rig:
         if self.stub is not None:
             end_process(self.stub, signal.SIGTERM, 5)
         self.redis.close()
+        if self._db_context is not None:
+            self._db_context.__exit__(None, None, None)
         if not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

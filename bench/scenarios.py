@@ -54,7 +54,7 @@ def tabs_for(
     tabs = []
     user = first_user
     for room in rooms:
-        for i in range(per_room):
+        for _ in range(per_room):
             server = servers[len(tabs) % len(servers)]
             tabs.append(
                 {

@@ -105,43 +105,50 @@ def run_app(rig: Rig, app: str, plan: Plan, only: set[str], say: Any) -> dict[st
     with rig.servers(app, 2, {}) as servers:
         p0 = servers[0]
         say(f"{app}: daphne {[d.port for d in servers]}")
+        tag = "naive" if naive else "product"
         if "overhead" in only:
-            out["overhead"] = sc.overhead(rig, p0, plan.overhead_samples)
+            with rig.profiled(servers, f"{tag}-overhead"):
+                out["overhead"] = sc.overhead(rig, p0, plan.overhead_samples)
             say(f"  overhead: {out['overhead']['overhead_ms']}")
         if "stream200" in only:
             tabs = sc.tabs_for(rig, servers, [rooms.stream200], plan.stream_tabs, 0)
-            out["stream200"] = sc.stream(
-                rig, servers, "s200", tabs, plan.stream_tokens, 100, slack=slack
-            )
+            with rig.profiled(servers, f"{tag}-stream200"):
+                out["stream200"] = sc.stream(
+                    rig, servers, "s200", tabs, plan.stream_tokens, 100, slack=slack
+                )
             say(f"  stream200: {brief(out['stream200'])}")
         if "rooms50" in only:
             tabs = sc.tabs_for(rig, servers, rooms.rooms50, plan.room_tabs, 0)
-            out["rooms50"] = sc.stream(
-                rig, servers, "r50", tabs, plan.room_tokens, plan.room_rate, slack=slack
-            )
+            with rig.profiled(servers, f"{tag}-rooms50"):
+                out["rooms50"] = sc.stream(
+                    rig, servers, "r50", tabs, plan.room_tokens, plan.room_rate, slack=slack
+                )
             say(f"  rooms50: {brief(out['rooms50'])}")
         if "stream1000" in only:
             tabs = sc.tabs_for(rig, servers, [rooms.stream1000], plan.big_tabs, 0)
-            out["stream1000"] = sc.stream(
-                rig, servers, "s1000", tabs, plan.big_tokens, 100, concurrency=50, slack=slack
-            )
+            with rig.profiled(servers, f"{tag}-stream1000"):
+                out["stream1000"] = sc.stream(
+                    rig, servers, "s1000", tabs, plan.big_tokens, 100, concurrency=50, slack=slack
+                )
             say(f"  stream1000: {brief(out['stream1000'])}")
         if "storm" in only:
-            out["storm"] = storm(rig, p0, rooms, plan, slack)
+            with rig.profiled([p0], f"{tag}-storm"):
+                out["storm"] = storm(rig, p0, rooms, plan, slack)
             say(f"  storm: {brief_hold(out['storm'])}; stream {brief(out['storm'])}")
         if "idle" in only:
             per_room = -(-plan.idle_sockets // len(rooms.idle))
             tabs = sc.tabs_for(rig, [p0], rooms.idle, per_room, 0)[: plan.idle_sockets]
-            out["idle"] = sc.hold(
-                rig,
-                p0,
-                "idle",
-                tabs,
-                clients=2,
-                concurrency=100,
-                deadline=plan.idle_deadline,
-                idle_s=plan.idle_seconds,
-            )
+            with rig.profiled([p0], f"{tag}-idle"):
+                out["idle"] = sc.hold(
+                    rig,
+                    p0,
+                    "idle",
+                    tabs,
+                    clients=2,
+                    concurrency=100,
+                    deadline=plan.idle_deadline,
+                    idle_s=plan.idle_seconds,
+                )
             say(f"  idle: {brief_hold(out['idle'])}")
     return out
 
@@ -207,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="results (default bench/results/suite*.json)")
     parser.add_argument("--plot", type=Path, help="latency plot PNG")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    parser.add_argument(
+        "--app", default="", help="the product's ASGI app (e.g. bench.experiment_hub:application)"
+    )
+    parser.add_argument(
+        "--db", choices=("postgres", "sqlite"), default="postgres", help="the servers' database"
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy every daphne per scenario into DIR")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -227,13 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     say(f"plan {'quick' if args.quick else 'full'}; open files {fds}; load average {load_before}")
     workdir = Path(tempfile.mkdtemp(prefix="roomchat-suite-"))
-    rig = Rig(workdir, args.code, plan.users, Rooms.needed(plan), say)
+    rig = Rig(workdir, args.code, plan.users, Rooms.needed(plan), say, db=args.db)
     rig.nice = args.nice
+    rig.profile_dir = args.profile
     results: dict[str, Any] = {}
     try:
         rig.start(plan.seed_messages)
         for app in apps:
             target = PRODUCT_APP if app == "product" else NAIVE_APP
+            if app == "product" and args.app:
+                target = args.app
             results[app] = run_app(rig, target, plan, only, say)
     finally:
         rig.close(args.keep)
@@ -243,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         "plan": asdict(plan),
         "quick": args.quick,
         "code_commit": rig.commit,
+        "database": args.db,
+        "product_app": args.app or PRODUCT_APP,
         "environment": {
             **environment(),
             "machine": platform.processor() or platform.machine(),
