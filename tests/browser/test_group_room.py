@@ -1,0 +1,271 @@
+"""The group conversation in a real browser (issue 14): mentions, regenerate, reactions, typing,
+the room list with unread counts and the tab title. Chromium (Playwright) against two real
+daphne processes sharing Redis, with the fake Anthropic API scripting Claude.
+
+Every wait is on a condition (Playwright's `expect` retries until its timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.pages import expect_reply_done, in_db_thread, replies, seed_room, send
+from tests.fakes import Reply
+
+if TYPE_CHECKING:
+    from tests.browser.conftest import PersonFactory
+    from tests.conftest import DaphnePair
+    from tests.fakes.anthropic_api import FakeAnthropic
+
+pytestmark = pytest.mark.browser
+
+
+def make_room(slug: str, owner: str) -> None:
+    """A public room owned by `owner` (a GET never creates one)."""
+    from django.contrib.auth import get_user_model
+
+    from chatsite.rooms import services
+
+    services.open_room(slug, get_user_model().objects.get(username=owner))
+
+
+def post_as(slug: str, username: str, text: str) -> int:
+    """A user message stored straight into the room (another room than the one on screen)."""
+    from django.contrib.auth import get_user_model
+
+    from chatsite.rooms import services
+    from chatsite.rooms.models import Room
+
+    room = Room.objects.get(slug=slug)
+    user = get_user_model().objects.get(username=username)
+    message = services.store_user_message(room, user, text, None)
+    assert message is not None
+    return message.pk
+
+
+def set_mode(slug: str, mode: str) -> None:
+    from chatsite.rooms.models import Room
+
+    Room.objects.filter(slug=slug).update(reply_mode=mode)
+
+
+def set_visibility(page: Page, state: str) -> None:
+    """Pretend the tab was hidden or shown (headless tabs are always "visible")."""
+    page.evaluate(
+        """(state) => {
+          Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
+          Object.defineProperty(document, "hidden", { value: state === "hidden", configurable: true });
+          document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def test_mention_mode_picker_highlight_and_whom_a_reply_answers(
+    daphne_pair: DaphnePair,
+    fake_anthropic: FakeAnthropic,
+    person: PersonFactory,
+    unique: Callable[[str], str],
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    slug = unique("mention")
+    in_db_thread(make_room, slug, alice.username)
+    a = alice.open_room(daphne_pair.a, slug)
+    b = bob.open_room(daphne_pair.b, slug)
+    expect(a.locator("#composer-text")).to_be_focused()  # ready to type on arrival
+
+    # The owner switches the room to "mention"; everyone sees the chip and a quiet line.
+    a.click("#settings-button")
+    a.select_option("#settings-reply-mode", "mention")
+    a.click("#settings-form button[type=submit]")
+    for tab in (a, b):
+        expect(tab.locator("#reply-mode")).to_have_text("@mention")
+        expect(tab.locator("#messages .room-note")).to_have_text(
+            f"{alice.username} changed when Claude replies: claude answers when mentioned"
+        )
+
+    # Friends talk without Claude cutting in; a mention of alice is highlighted for her.
+    b.locator("#composer-text").click()
+    b.keyboard.type("hey @")
+    options = b.locator("#mention-list [role=option]")
+    expect(options).to_have_text(["@Claude", f"@{alice.username}"])
+    expect(b.locator("#composer-text")).to_have_attribute("aria-activedescendant", "mention-list-0")
+    b.keyboard.press("ArrowDown")
+    expect(options.nth(1)).to_have_attribute("aria-selected", "true")
+    b.keyboard.press("Enter")  # picks, does not send
+    expect(b.locator("#mention-list")).to_be_hidden()
+    assert b.input_value("#composer-text") == f"hey @{alice.username} "
+    b.keyboard.type("free saturday?")
+    b.keyboard.press("Enter")
+    mine = a.locator("#messages .message[data-role=user]")
+    expect(mine).to_have_count(1)
+    expect(mine.locator(".mention.is-me")).to_have_text(f"@{alice.username}")
+    send(a, "sure, *let's* go")
+    expect(mine.nth(1).locator("em")).to_have_text("let's")  # people's Markdown too
+
+    # Only a mention of Claude calls for a reply; it answers both people's messages.
+    fake_anthropic.queue(Reply(chunks=["Saturday ", "works."]))
+    b.locator("#composer-text").click()
+    b.keyboard.type("@cl")
+    expect(options).to_have_text(["@Claude"])
+    b.keyboard.press("Tab")
+    b.keyboard.type("plan it")
+    b.keyboard.press("Enter")
+    for tab in (a, b):
+        reply = expect_reply_done(tab, "complete", "Saturday works.")
+        expect(replies(tab)).to_have_count(1)
+        context = reply.locator(".message-context")
+        expect(context).to_have_text(f"answering {bob.username} and {alice.username}")
+        first = tab.locator("#messages .message[data-role=user]").first
+        first_id = first.get_attribute("data-id")
+        expect(context.locator("a").first).to_have_attribute("href", f"#m-{first_id}")
+        expect(
+            tab.locator("#messages .message[data-role=user]").nth(2).locator(".mention.is-claude")
+        ).to_have_text("@Claude")
+
+
+def test_regenerate_the_newest_reply_keeps_the_earlier_version_folded(
+    daphne_pair: DaphnePair,
+    fake_anthropic: FakeAnthropic,
+    person: PersonFactory,
+    unique: Callable[[str], str],
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    slug = unique("regen")
+    in_db_thread(seed_room, slug, alice.username, ["Name a colour"], "Blue.")
+    a = alice.open_room(daphne_pair.a, slug)
+    b = bob.open_room(daphne_pair.b, slug)
+
+    regenerate = b.locator("#messages .message[data-role=assistant] button.regenerate")
+    expect(regenerate).to_have_count(1)
+    fake_anthropic.queue(Reply(chunks=["Green", "."]))
+    regenerate.click()  # any member, not only the owner
+    expect(b.locator("#composer-text")).to_be_focused()
+
+    for tab in (a, b):
+        expect_reply_done(tab, "complete", "Green.")
+        older = tab.locator("#messages .message.is-superseded")
+        expect(older).to_have_count(1)
+        expect(older).to_be_hidden()
+        fold = tab.locator("button.fold-toggle")
+        expect(fold).to_have_text("1 earlier version")
+        expect(fold).to_have_attribute("aria-expanded", "false")
+        fold.click()
+        expect(older).to_be_visible()
+        expect(older.locator(".message-body")).to_have_text("Blue.")
+        expect(fold).to_have_attribute("aria-expanded", "true")
+        # Regenerate moved to the new reply.
+        expect(tab.locator("button.regenerate")).to_have_count(1)
+        expect(replies(tab).last.locator("button.regenerate")).to_be_visible()
+
+
+def test_reactions_toggle_live_with_who_reacted(
+    daphne_pair: DaphnePair, person: PersonFactory, unique: Callable[[str], str]
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    slug = unique("react")
+    in_db_thread(seed_room, slug, alice.username, ["Pizza tonight?"], "Sounds good.")
+    a = alice.open_room(daphne_pair.a, slug)
+    b = bob.open_room(daphne_pair.b, slug)
+
+    message = a.locator("#messages .message[data-role=user]").first
+    message.locator("button.reaction-add").click()
+    picker = message.locator(".reaction-picker")
+    expect(picker).to_be_visible()
+    expect(picker.locator("button")).to_have_count(8)
+    picker.get_by_role("button", name="React with thumbs up").click()
+    expect(picker).to_be_hidden()
+
+    on_b = b.locator("#messages .message[data-role=user]").first.locator("button.reaction")
+    expect(on_b).to_have_text("👍 1")
+    expect(on_b).to_have_attribute("aria-label", f"👍 1: {alice.username}")
+    expect(on_b).to_have_attribute("title", alice.username)
+    expect(on_b).to_have_attribute("aria-pressed", "false")
+    on_b.click()  # bob adds his
+    on_a = message.locator("button.reaction")
+    expect(on_a).to_have_attribute("aria-label", f"👍 2: {alice.username}, {bob.username}")
+    expect(on_a).to_have_attribute("aria-pressed", "true")
+    on_a.click()  # alice takes hers back
+    expect(on_b).to_have_attribute("aria-label", f"👍 1: {bob.username}")
+    expect(on_b).to_have_attribute("aria-pressed", "true")
+
+
+def test_typing_shows_on_the_other_tab_and_ends_with_the_message(
+    daphne_pair: DaphnePair,
+    fake_anthropic: FakeAnthropic,
+    person: PersonFactory,
+    unique: Callable[[str], str],
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    slug = unique("typing")
+    in_db_thread(make_room, slug, alice.username)
+    a = alice.open_room(daphne_pair.a, slug)
+    b = bob.open_room(daphne_pair.b, slug)
+    b2 = bob.open_room(daphne_pair.a, slug)
+
+    a.locator("#composer-text").click()
+    a.keyboard.type("hello the", delay=30)
+    status = b.locator("#typing-status")
+    expect(status).to_have_text(f"{alice.username} is typing…")
+    expect(a.locator("#typing-status")).to_be_empty()  # never your own
+
+    b2.locator("#composer-text").click()
+    b2.keyboard.type("hi", delay=30)
+    expect(a.locator("#typing-status")).to_have_text(f"{bob.username} is typing…")
+
+    fake_anthropic.queue(Reply(chunks=["Hi!"]))
+    a.keyboard.type("re")
+    a.keyboard.press("Enter")
+    expect(b.locator("#messages .message[data-role=user]")).to_have_count(1)
+    # Dropped when the message arrives, not 5 s later.
+    expect(status).to_be_empty(timeout=1500)
+    # And bob's indicator on alice's tab fades by itself 5 s after his last keystroke.
+    expect(a.locator("#typing-status")).to_be_empty(timeout=9000)
+
+
+def test_room_list_unread_counts_and_the_tab_title(
+    daphne_pair: DaphnePair, person: PersonFactory, unique: Callable[[str], str]
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    here, there = unique("here"), unique("there")
+    in_db_thread(seed_room, there, alice.username, ["Old news"], "Noted.")
+    in_db_thread(seed_room, here, alice.username, ["Hi"], "Hello.")
+    in_db_thread(set_mode, here, "mention")  # people talk here; Claude stays out of the count
+    page = alice.open_room(daphne_pair.a, here)
+    rooms = page.locator("#room-list li")
+    expect(rooms).to_have_count(2)
+    expect(page.locator(f'#room-list li[data-slug="{here}"] a')).to_have_attribute(
+        "aria-current", "page"
+    )
+    other = page.locator(f'#room-list li[data-slug="{there}"]')
+    expect(other.locator(".unread-badge")).to_have_count(0)  # first seen: read
+    expect(page).to_have_title(f"{here} · Roomchat")
+
+    # Someone writes in the other room: its count shows when the list refreshes.
+    in_db_thread(post_as, there, bob.username, "Anyone around?")
+    in_db_thread(post_as, there, bob.username, "Hello?")
+    set_visibility(page, "visible")  # coming back to the tab refreshes the list
+    expect(other.locator(".unread-badge")).to_have_text("2 unread messages")
+    expect(page).to_have_title(f"(2) {here} · Roomchat")
+
+    # While the tab is hidden, messages here count in the title too.
+    set_visibility(page, "hidden")
+    b = bob.open_room(daphne_pair.b, here)
+    send(b, "You there?")
+    expect(page.locator("#messages .message[data-role=user]")).to_have_count(2)
+    expect(page).to_have_title(f"(3) {here} · Roomchat")
+    set_visibility(page, "visible")
+    expect(page).to_have_title(f"(2) {here} · Roomchat")
+
+    # Moving to the other room reads it.
+    other.locator("a").click()
+    expect(page.locator("#connection-status")).to_have_attribute("data-state", "online")
+    expect(page).to_have_title(f"{there} · Roomchat")
+    expect(page.locator(f'#room-list li[data-slug="{there}"] a')).to_have_attribute(
+        "aria-current", "page"
+    )
+    expect(page.locator("#room-list .unread-badge")).to_have_count(0)
