@@ -13,7 +13,7 @@ from chatsite.llm.base import Usage
 from chatsite.rooms import selectors, services
 from chatsite.rooms.services import ReplyOutcome
 
-from . import protocol
+from . import protocol, reply_cost
 from .broadcast import broadcast
 from .reply_live import LiveReply
 
@@ -39,10 +39,17 @@ async def end_reply(live: LiveReply, final: ReplyOutcome, error: dict[str, str] 
     await live.clear()
     if stored:
         usage = (final.usage or Usage()).as_dict()
+        cost = await reply_cost.charge_reply(live, final)  # ledger, budgets, log line
         await broadcast(
             live.room_id,
             protocol.generation_finished(
-                live.message_id, final.status, final.text, final.stop_reason, usage, error
+                live.message_id,
+                final.status,
+                final.text,
+                final.stop_reason,
+                usage,
+                error,
+                cost_usd=float(cost),
             ),
         )
 

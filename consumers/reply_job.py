@@ -23,7 +23,7 @@ from chatsite.llm.base import ChatRequest, Provider, StreamEnd, TextDelta, Usage
 from chatsite.llm.errors import ConfigurationError, ContextTooLongError, LLMError, RetryableError
 from chatsite.rooms.services import ReplyOutcome
 
-from . import breaker, protocol, reply_ending, reply_policy, reply_request
+from . import breaker, protocol, reply_cost, reply_ending, reply_policy, reply_request
 from .broadcast import broadcast
 from .reply_live import LiveReply
 from .reply_policy import EarlyEnding, GiveUp
@@ -185,7 +185,8 @@ class ReplyJob:
 
     async def _attempt(self) -> ReplyOutcome:
         """One model call, streamed into the emitter; raises the provider's LLMError."""
-        async for event in self.provider.stream(self.request):
+        stream = reply_cost.counted(self.provider.stream(self.request), self.live, self.model)
+        async for event in stream:
             if isinstance(event, TextDelta):
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()

@@ -25,6 +25,8 @@ class LiveReply:
         self.silenced = False
         # Set when the reply's ending is being stored: the live state is no longer rewritten.
         self.closed = False
+        # Model calls this reply made (retries + 1), counted by consumers.reply_cost.
+        self.attempts = 0
         self._publish_failed = False
 
     async def start(self, model: str) -> None:

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors
+from chatsite.usage.logs import new_request_id, request_id_var
 
 from . import reply_ending, reply_request
 from .reply_job import ReplyJob
@@ -80,6 +81,8 @@ class ReplyRunner:
             log.warning("room %s's lock not released (it expires): %s", room_id, exc)
 
     async def _run_room(self, room_id: int, token: str) -> None:
+        # This task's own context: every log line of the reply carries its request id.
+        request_id_var.set(new_request_id())
         keeper = asyncio.create_task(self._keep_lock(room_id, token))
         try:
             await self._run_reply(room_id)

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
+from chatsite.usage import live as live_metrics
 
 from . import actions, lifecycle, presence, protocol, socket_limits, transport
 from .actions.members import lost_access, site_origin
@@ -136,6 +137,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.room = room
         lifecycle.track(self, room.pk, user.username)
+        live_metrics.sockets.opened()  # roomchat_websockets_open (chatsite.usage.live)
         await self.send_frame(await snapshot(room.pk, user))
         users = await presence.join(room.pk, self.conn_id, user.username)
         await self.send_frame(protocol.presence(users))
@@ -154,6 +156,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if room is None:
             return
         lifecycle.untrack(self)
+        live_metrics.sockets.closed()
         group, self.group = self.group, None
         if group is not None:
             try:
@@ -173,6 +176,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             frame = protocol.parse_frame(text_data, bytes_data, max_text=settings.CHAT_MAX_TEXT)
             await self.handle(frame)
         except FrameError as exc:
+            live_metrics.count_refusal(exc.code)  # roomchat_refusals_total
             await self.send_frame(exc.frame())
             if self.flood.refused(exc.code):  # kept flooding after `rate_limited`: 4429
                 await self.close(code=protocol.CLOSE_TOO_MANY)

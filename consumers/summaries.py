@@ -34,6 +34,7 @@ from chatsite.llm.summary import (
 )
 from chatsite.rooms import selectors, services
 from chatsite.rooms.serializers import room_data
+from chatsite.usage.charging import metered
 
 from . import protocol
 from .broadcast import broadcast
@@ -62,8 +63,11 @@ def plan(room_id: int, upto_id: int) -> tuple[Fold, str, int] | None:
     return None if fold is None else (fold, room.summary, room.summary_upto_id)
 
 
-async def summarize(provider: Provider, previous: str, fold: Fold) -> str:
-    """The updated summary from the provider's summary model; raises LLMError."""
+async def summarize(
+    provider: Provider, previous: str, fold: Fold, room_id: int | None = None
+) -> str:
+    """The updated summary from the provider's summary model; raises LLMError. The call is
+    charged to the room (usage ledger, kind `summary`)."""
     request = ChatRequest(
         model=provider.summary_model(),
         system=SUMMARIZER_SYSTEM,
@@ -72,7 +76,8 @@ async def summarize(provider: Provider, previous: str, fold: Fold) -> str:
         purpose="summary",
     )
     parts: list[str] = []
-    async for event in provider.stream(request):
+    stream = metered(provider.stream(request), "summary", room_id, request.model, provider.name)
+    async for event in stream:
         if isinstance(event, TextDelta):
             parts.append(event.text)
         elif isinstance(event, StreamEnd):
@@ -149,7 +154,7 @@ class Summarizer:
             fold, previous, previous_upto = planned
             started = time.monotonic()
             async with asyncio.timeout(SUMMARY_TIMEOUT):
-                summary = await summarize(get_provider(), previous, fold)
+                summary = await summarize(get_provider(), previous, fold, room_id)
             room = await database_sync_to_async(services.store_summary)(
                 room_id, previous_upto, fold.upto_id, summary
             )

@@ -7,9 +7,14 @@ summarizer for summaries, auto mode for its decisions (those are charged to thei
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 from channels.db import database_sync_to_async
+
+from chatsite.llm.base import StreamEnd, StreamEvent, TextDelta, Usage, UsageUpdate
+from chatsite.llm.errors import LLMError
 
 from . import budgets, ledger
 from .ledger import Call, Recorded
@@ -89,17 +94,15 @@ def log_upstream_error(
     provider: str,
     code: str,
     attempt: int,
-    retrying: bool,
     status: int | None = None,
 ) -> None:
     """One line per upstream failure (each attempt that failed), without the upstream's words
     (they may quote the request); the existing operator lines keep the detail."""
     log.warning(
-        "upstream error %s on attempt %s of reply %s (%s)",
+        "upstream error %s on attempt %s of reply %s",
         code,
         attempt,
         message_id,
-        "retrying" if retrying else "giving up",
         extra={
             "event": "upstream_error",
             "room_id": room_id,
@@ -109,6 +112,46 @@ def log_upstream_error(
             "error_code": code,
             "http_status": status,
             "attempt": attempt,
-            "retrying": retrying,
+            "request_id": request_id_var.get(),
         },
     )
+
+
+async def metered(
+    stream: AsyncIterator[StreamEvent],
+    kind: str,
+    room_id: int | None,
+    model: str,
+    provider: str,
+) -> AsyncIterator[StreamEvent]:
+    """A background model call's stream (a summary, a decision), charged to its room: when its
+    end arrives (before it is passed on), or with what usage was known when it fails."""
+    usage = Usage()
+    started = time.monotonic()
+    first: float | None = None
+
+    def call(status: str, error_code: str = "") -> Call:
+        return Call(
+            kind=kind,
+            room_id=room_id,
+            model=model,
+            provider=provider,
+            usage=usage,
+            status=status,
+            error_code=error_code,
+            ttft_ms=None if first is None else int((first - started) * 1000),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta) and first is None:
+                first = time.monotonic()
+            elif isinstance(event, UsageUpdate | StreamEnd):
+                usage = event.usage
+            if isinstance(event, StreamEnd):
+                await record_usage(call("complete"))
+            yield event
+    except LLMError:
+        await record_usage(call("error", "upstream_error"))
+        raise
