@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "chatsite.rooms",
     "chatsite.deploy",  # create_first_admin (app.json postdeploy)
     "chatsite.usage",  # prices, ledger, budgets, /usage/, /metrics (SPEC §8)
+    "chatsite.conversation",  # reply modes' decisions, feedback, export (SPEC §7)
 ]
 
 MIDDLEWARE = [

@@ -20,18 +20,20 @@ def room_group(room_id: int) -> str:
     return f"room.{room_id}"
 
 
-async def broadcast(room_id: int, frame: dict[str, Any]) -> bool:
+async def broadcast(room_id: int, frame: dict[str, Any], *, skip_user: str | None = None) -> bool:
     """Send `frame` to the room; False (logged) when the layer failed, e.g. Redis is down.
 
-    The frame is encoded once here, not once per socket.
+    The frame is encoded once here, not once per socket. `skip_user`: that person's own tabs
+    do not forward it (`typing`; see `RoomConsumer.room_broadcast`).
     """
     layer = get_channel_layer()
     if layer is None:
         return False
+    event: dict[str, Any] = {"type": BROADCAST_EVENT, "frame": encode(frame)}
+    if skip_user is not None:
+        event["skip_user"] = skip_user
     try:
-        await layer.group_send(
-            room_group(room_id), {"type": BROADCAST_EVENT, "frame": encode(frame)}
-        )
+        await layer.group_send(room_group(room_id), event)
     except Exception as exc:  # Redis down or restarting: clients heal via seq gaps and sync
         log.warning("broadcast to room %s failed: %s: %s", room_id, type(exc).__name__, exc)
         return False

@@ -9,6 +9,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
+from chatsite.conversation import writes
 from chatsite.llm.base import Usage
 from chatsite.rooms import selectors, services
 from chatsite.rooms.services import ReplyOutcome
@@ -39,6 +40,7 @@ async def end_reply(live: LiveReply, final: ReplyOutcome, error: dict[str, str] 
     await live.clear()
     if stored:
         usage = (final.usage or Usage()).as_dict()
+        stopped_by = await stopper(live.message_id) if final.status == "stopped" else None
         cost = await reply_cost.charge_reply(live, final)  # ledger, budgets, log line
         await broadcast(
             live.room_id,
@@ -52,6 +54,16 @@ async def end_reply(live: LiveReply, final: ReplyOutcome, error: dict[str, str] 
                 cost_usd=float(cost),
             ),
         )
+
+
+async def stopper(message_id: int) -> str | None:
+    """Who pressed stop on the reply (recorded by the stop action, on any process)."""
+    try:
+        name: str | None = await database_sync_to_async(writes.stopper_name)(message_id)
+        return name
+    except Exception as exc:  # the stored reply has it; tabs read it from their next snapshot
+        log.warning("reply %s: who stopped it is unreadable: %s", message_id, exc)
+        return None
 
 
 async def store_ending(message_id: int, outcome: ReplyOutcome) -> bool | None:

@@ -9,6 +9,7 @@ import logging
 
 from django.conf import settings
 
+from chatsite.conversation.turns import set_in_reply_to
 from chatsite.llm.base import ChatRequest, Provider
 from chatsite.llm.context import (
     build_turns,
@@ -32,6 +33,7 @@ def prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] |
         return None
     model = provider.model_for(room.model)
     message = services.start_reply(room_id, provider.name, model)
+    set_in_reply_to(message.pk)  # the user messages it answers (SPEC §7)
     return message.pk, build_request(room, message.pk, model, selectors.token_density(room))
 
 

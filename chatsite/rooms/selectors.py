@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
+from chatsite.conversation.turns import wants_reply
 from chatsite.llm.context import HistoryItem
 
 from .models import Message, Room
@@ -61,9 +62,10 @@ def messages_before(room: Room, before: int | None, limit: int) -> tuple[list[Me
 
 
 def reply_history(room: Room, reply_id: int) -> list[HistoryItem]:
-    """What a reply answers: messages before it and after the summary, oldest first."""
+    """What a reply answers: messages before it and after the summary, oldest first
+    (superseded replies are never sent to the model again, SPEC §7)."""
     rows = (
-        room.messages.filter(id__lt=reply_id, id__gt=room.summary_upto_id)
+        room.messages.filter(id__lt=reply_id, id__gt=room.summary_upto_id, superseded=False)
         .select_related("author")
         .order_by("-id")[:HISTORY_LIMIT]
     )
@@ -103,7 +105,7 @@ def token_density(room: Room) -> float:
 def summary_history(room: Room, upto_id: int) -> list[HistoryItem]:
     """What a fold may look at: the unsummarized messages up to `upto_id`, oldest first."""
     rows = (
-        room.messages.filter(id__gt=room.summary_upto_id, id__lte=upto_id)
+        room.messages.filter(id__gt=room.summary_upto_id, id__lte=upto_id, superseded=False)
         .select_related("author")
         .order_by("id")[:HISTORY_LIMIT]
     )
@@ -139,12 +141,9 @@ def streaming_reply_id(room: Room) -> int | None:
 
 
 def has_unanswered(room_id: int) -> bool:
-    """Whether a user message was stored after the newest reply began."""
-    last = Message.objects.filter(room_id=room_id).aggregate(
-        user=Max("id", filter=Q(role=Message.Role.USER)),
-        reply=Max("id", filter=Q(role=Message.Role.ASSISTANT)),
-    )
-    return last["user"] is not None and (last["reply"] is None or last["user"] > last["reply"])
+    """Whether a user message stored after the newest reply began calls for a reply under
+    the room's reply mode (SPEC §6 Guarantees, §7; chatsite.conversation.turns)."""
+    return wants_reply(room_id)
 
 
 def streaming_replies() -> list[Message]:
@@ -178,7 +177,8 @@ def unanswered_rooms(since: timedelta, settled: timedelta) -> list[int]:
         .filter(last_user__isnull=False)
         .filter(Q(last_reply__isnull=True) | Q(last_user__gt=F("last_reply")))
     )
-    return list(rooms.values_list("id", flat=True))
+    # Of those, the rooms where such a message calls for a reply under the room's reply mode.
+    return [room_id for room_id in rooms.values_list("id", flat=True) if wants_reply(room_id)]
 
 
 # How recent a public room's activity must be to show in everyone's lobby.

@@ -27,6 +27,7 @@ def open_room(slug: str, user: User, title: str | None = None) -> Room:
                 title=(title or slug)[:100],
                 owner=user,
                 model=settings.ANTHROPIC_MODEL,
+                reply_mode=settings.CHAT_DEFAULT_REPLY_MODE,
             )
     except IntegrityError:  # someone created it at the same moment
         return Room.objects.select_related("owner").get(slug=slug)
@@ -103,6 +104,8 @@ def finish_reply(message_id: int, outcome: ReplyOutcome) -> bool:
     }
     if outcome.model:
         fields["model"] = outcome.model
+    if outcome.status != Message.Status.STOPPED:
+        fields["stopped_by"] = None  # a stop pressed as it ended otherwise does not count
     if outcome.estimated_input_tokens:
         fields["estimated_input_tokens"] = outcome.estimated_input_tokens
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(

@@ -11,8 +11,10 @@ from typing import Any
 
 from .. import protocol
 from .context import ActionContext
+from .conversation import regenerate, typing
 from .members import change_member, create_invite
 from .messages import send_message, stop_generation, sync
+from .reactions import toggle_reaction
 from .room_settings import update_room
 
 Handler = Callable[[ActionContext, Any], Awaitable[None]]
@@ -25,6 +27,9 @@ HANDLERS: dict[type, Handler] = {
     protocol.UpdateRoom: update_room,
     protocol.MemberChange: change_member,
     protocol.CreateInvite: create_invite,
+    protocol.Regenerate: regenerate,
+    protocol.ToggleReaction: toggle_reaction,
+    protocol.Typing: typing,
 }
 
 

@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from chatsite.conversation import writes
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors, services
 from chatsite.rooms.models import Message, Room
@@ -19,8 +20,8 @@ from chatsite.usage.budgets import budget_view
 from .. import protocol
 from ..broadcast import broadcast
 from ..protocol import FrameError, SendMessage, StopGeneration, Sync
-from ..reply_runner import reply_runner
 from ..state import LiveText, shared_state
+from . import conversation
 from .context import ActionContext
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,13 @@ async def send_message(ctx: ActionContext, frame: SendMessage) -> None:
     if await _client_msg_id_used(room, user, frame.client_msg_id):
         return  # a repeat: stores nothing, starts nothing, sends nothing
     await check_rate(user)
+    # Reply mode (SPEC §7); budgets are checked here, only for messages that call for a reply.
+    need = await conversation.reply_need(room, user, frame.text)
     message = await _store_user_message(room, user, frame)
     if message is None:
         return
     await broadcast(room.pk, protocol.message_created(message))
-    await reply_runner().request(room.pk)
+    await conversation.answer_if_called(room.pk, message["id"], need)
 
 
 async def check_rate(user: User) -> None:
@@ -162,6 +165,8 @@ async def stop_generation(ctx: ActionContext, frame: StopGeneration) -> None:
         message_id = streaming
     if frame.message_id is not None and frame.message_id != message_id:
         return  # that reply has already ended
+    # Who pressed it (the first to press counts), for `stopped_by` wherever the reply runs.
+    await database_sync_to_async(writes.record_stopper)(message_id, ctx.user.pk)
     try:
         await shared_state().live.request_stop(room.pk, message_id)
     except Exception as exc:

@@ -1,0 +1,1 @@
+"""Group conversation (SPEC §7): when Claude answers, reply decisions, feedback and export."""

@@ -1,0 +1,123 @@
+"""Frames and rules of the group conversation around replies (SPEC §7): whether a sent message
+calls for a reply under the room's reply mode, `generation.regenerate` and `typing`.
+
+`send_message` (actions.messages) asks `reply_need` before storing (a refused message stores
+nothing) and hands the stored message to `answer_if_called`, which starts the reply, lets the
+cheap model decide (`auto`), or does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import User
+
+from chatsite.conversation import decisions, reply_modes, writes
+from chatsite.rooms.models import Room
+from chatsite.usage import budgets
+
+from .. import protocol
+from ..broadcast import broadcast
+from ..protocol import FrameError, Regenerate, Typing
+from ..reply_runner import reply_runner
+from ..state import shared_state
+from .context import ActionContext
+
+log = logging.getLogger(__name__)
+
+# What a sent message calls for: a reply, none, the cheap model's decision (`auto`), or
+# nothing because a limit is reached (`auto` without a mention: Claude stays quiet).
+Need = Literal["yes", "no", "ask", "quiet"]
+
+TYPING_EVERY = 2.0  # seconds: at most one `typing` per person per room passed on
+TYPING_BUCKET = "typing"
+
+# Decisions running in the background (a reference each, so none is garbage-collected).
+_deciding: set[asyncio.Task[None]] = set()
+
+
+@database_sync_to_async
+def _reply_mode(room_id: int) -> str | None:
+    """The room's reply mode as stored now (the owner may have changed it on another tab)."""
+    return Room.objects.filter(pk=room_id).values_list("reply_mode", flat=True).first()
+
+
+async def reply_need(room: Room, user: User, text: str) -> Need:
+    """What `text` calls for in `room`; raises `budget_exceeded` for a message that calls for a
+    reply when a limit is reached. Messages that call for none are never refused for budget."""
+    mode = await _reply_mode(room.pk) or room.reply_mode
+    need = reply_modes.reply_need(mode, text)
+    if need == "yes":
+        await budgets.check_budget(user.pk, room.pk)
+    elif need == "ask" and await budgets.refusal(user.pk, room.pk) is not None:
+        return "quiet"
+    return need
+
+
+async def answer_if_called(room_id: int, message_id: int, need: Need) -> None:
+    """After the message is stored and announced: start the reply, or decide, or nothing."""
+    if need == "yes":
+        await reply_runner().request(room_id)
+    elif need == "ask":
+        task = asyncio.create_task(_decide_then_answer(room_id, message_id))
+        _deciding.add(task)
+        task.add_done_callback(_deciding.discard)
+    elif need == "quiet":
+        await decisions.stay_quiet(room_id, message_id)
+
+
+async def _decide_then_answer(room_id: int, message_id: int) -> None:
+    try:
+        if await decisions.decide(room_id, message_id):
+            await reply_runner().request(room_id)
+    except Exception:
+        log.exception("reply decision for message %s crashed", message_id)
+
+
+async def deciding_idle() -> None:
+    """Wait until this process's decisions are done (tests, shutdown)."""
+    while _deciding:
+        await asyncio.gather(*list(_deciding), return_exceptions=True)
+
+
+async def _reply_running(room_id: int) -> bool:
+    if reply_runner().running(room_id):
+        return True
+    try:
+        return bool(await shared_state().reply_locks.held(room_id))
+    except Exception as exc:  # the database still knows whether a reply streams
+        log.warning("room %s's reply lock unreadable: %s", room_id, exc)
+        return False
+
+
+async def regenerate(ctx: ActionContext, frame: Regenerate) -> None:
+    """Answer the newest reply's turns again; the old reply stays, superseded."""
+    room_id = ctx.room.pk
+    if await _reply_running(room_id):
+        raise FrameError("busy", "Claude is replying; wait for the reply to end.")
+    result = await database_sync_to_async(writes.supersede_newest_reply)(room_id, frame.message_id)
+    if result == "not_found":
+        raise FrameError("not_found", "Only the room's newest reply can be regenerated.")
+    if result == "busy":
+        raise FrameError("busy", "Claude is replying; wait for the reply to end.")
+    await broadcast(room_id, protocol.message_superseded(frame.message_id))
+    if not await reply_runner().request(room_id):
+        # A reply started elsewhere at this very moment: it answers the same turns.
+        log.info("room %s: regenerated turns go to the reply that just started", room_id)
+
+
+async def typing(ctx: ActionContext, frame: Typing) -> None:
+    """Tell the room's other people that this one types: at most once per TYPING_EVERY."""
+    user = ctx.user
+    try:
+        wait = await shared_state().limits.hit(
+            f"{ctx.room.pk}:{user.pk}", 1, TYPING_EVERY, bucket=TYPING_BUCKET
+        )
+    except Exception as exc:  # without the shared state nobody hears of it: harmless
+        log.debug("typing not passed on: %s", exc)
+        return
+    if wait is None:
+        await broadcast(ctx.room.pk, protocol.typing(user.username), skip_user=user.username)
