@@ -52,6 +52,7 @@ async def end_reply(live: LiveReply, final: ReplyOutcome, error: dict[str, str] 
                 usage,
                 error,
                 cost_usd=float(cost),
+                stopped_by=stopped_by,
             ),
         )
 
