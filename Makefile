@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.run-installed-$(shell cat requirements.txt | sha1sum | cut
 DEV_STAMP := $(VENV)/.dev-installed-$(shell cat requirements.txt requirements-dev.txt requirements-tokenizer.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
 
-.PHONY: install install-run run test check format services clean bench bench-quick bench-fanout bench-tools
+.PHONY: install install-run run test check format services clean node-tools bench bench-quick bench-fanout bench-tools
 
 $(RUN_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,18 @@ run: install-run
 	@PORT=$(PORT) DJANGO_DEBUG=$${DJANGO_DEBUG:-1} bash scripts/serve-dev.sh $(VENV)
 
 ## test: the whole suite; starts or installs what it needs (PostgreSQL under CI=true, Chromium)
-test: install services
+test: install services node-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# axe-core for the browser accessibility tests (package.json devDependencies; Node is only a
+# test tool here, the app never needs it).
+NODE_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json 2>/dev/null | cut -c1-12)
+node-tools: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*
+	@touch $(NODE_STAMP)
 
 services:
 	@bash scripts/ensure-services.sh
