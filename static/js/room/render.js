@@ -501,6 +501,9 @@ function enhanceCodeBlocks(fragment) {
     const button = el("button", { type: "button", class: "icon-btn copy-code", "data-action": "copy-code", title: "Copy code", "aria-label": "Copy code" });
     button.append(copyIcon(), el("span", { class: "copy-label", text: "Copy" }));
     block.prepend(button);
+    // A wide block scrolls sideways: keyboard users must be able to reach it to scroll it.
+    const pre = block.querySelector("pre");
+    if (pre) pre.tabIndex = 0;
   }
 }
 
