@@ -12,6 +12,7 @@ import { initialState, reduce, PAGE_SIZE } from "roomchat/state";
 import { RoomSocket, socketUrl } from "roomchat/socket";
 import { RoomView } from "roomchat/render";
 import { setupGroup } from "roomchat/groupui";
+import { BudgetView } from "roomchat/budget";
 
 // The protocol's rule (SPEC §6): a tab that hears nothing for 15 s while a reply runs asks
 // for a snapshot, in case the rest of the stream was lost.
@@ -23,6 +24,7 @@ const loginUrl = () => `/accounts/login/?next=${encodeURIComponent(window.locati
 let state = initialState({ username: data.username, slug: data.slug, room: data.room ?? null });
 let lastReplyFrameAt = Date.now(); // the latest frame that says how the reply stands
 
+const budget = new BudgetView(document.getElementById("budget")); // today's spend (budget.js)
 const view = new RoomView({
   onLoadOlder: loadOlder,
   onRetry: (clientMsgId) => dispatch({ type: "local.retry", client_msg_id: clientMsgId }),
@@ -40,6 +42,7 @@ const socket = new RoomSocket(socketUrl(data.ws_path), {
     }
     dispatch(frame);
     group.onFrame(frame, state);
+    budget.onFrame(frame, state);
   },
   closed: ({ retryAt }) => dispatch({ type: "socket.closed", retryAt }),
   fatal: ({ code }) => {

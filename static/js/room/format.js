@@ -37,7 +37,6 @@ export function retryNotice(retry, roomModel, now = Date.now()) {
 const ERROR_TEXT = {
   empty: "Type something before sending.",
   too_long: "That message is too long to send.",
-  budget_exceeded: "This room has used up its budget for Claude. Try again later.",
   forbidden: "Only the room's owner can do that.",
   invalid_message: "The server refused that request.",
   invalid_json: "The server couldn't read that request.",
@@ -52,7 +51,21 @@ export function errorText(error, now = Date.now()) {
       ? `You're sending messages too fast. Try again in ${left} s.`
       : "You can send messages again.";
   }
+  if (error.code === "budget_exceeded") return budgetText(error, now);
   return ERROR_TEXT[error.code] || error.message || "Something went wrong.";
+}
+
+/** A `budget_exceeded` refusal: whose budget (the server's words) and when to send again,
+ * in the reader's own time (`retry_after` is the wait until the next UTC midnight). */
+export function budgetText(error, now = Date.now()) {
+  const reason = (error.message || "Today's budget for Claude is used up.").split(" You can send again")[0];
+  if (error.retry_after == null) return reason;
+  const at = new Date((error.at ?? now) + error.retry_after * 1000);
+  const left = Math.max(0, at.getTime() - now);
+  const hours = Math.floor(left / 3_600_000);
+  const minutes = Math.ceil((left % 3_600_000) / 60_000);
+  const wait = hours ? `${hours} h ${minutes} min` : `${minutes} min`;
+  return `${reason} You can send again at ${timeFmt.format(at)} (in ${wait}), when the daily budget starts over.`;
 }
 
 /** Why a message of ours was refused, without a countdown (it sits in the list). */
@@ -60,7 +73,7 @@ export function refusalText(error) {
   if (error.code === "rate_limited") return "you were sending messages too fast. Retry in a moment.";
   if (error.code === "too_long") return "it is too long.";
   if (error.code === "empty") return "it is empty.";
-  if (error.code === "budget_exceeded") return "this room has used up its budget for Claude.";
+  if (error.code === "budget_exceeded") return "today's budget for Claude is used up (see above).";
   return error.message || "the server refused it.";
 }
 
