@@ -13,6 +13,7 @@ import { RoomSocket, socketUrl } from "roomchat/socket";
 import { RoomView } from "roomchat/render";
 import { setupGroup } from "roomchat/groupui";
 import { BudgetView } from "roomchat/budget";
+import { setupAccess } from "roomchat/access";
 
 // The protocol's rule (SPEC §6): a tab that hears nothing for 15 s while a reply runs asks
 // for a snapshot, in case the rest of the stream was lost.
@@ -43,6 +44,7 @@ const socket = new RoomSocket(socketUrl(data.ws_path), {
     dispatch(frame);
     group.onFrame(frame, state);
     budget.onFrame(frame, state);
+    access.onFrame(frame, state);
   },
   closed: ({ retryAt }) => dispatch({ type: "socket.closed", retryAt }),
   fatal: ({ code }) => {
@@ -205,6 +207,10 @@ const group = setupGroup({
   slug: data.slug,
   rerender: () => view.schedule(state),
 });
+
+// ---- members, privacy, invites and the read-only system prompt (access.js) ----------------------
+
+const access = setupAccess({ getState: () => state, socket, invitesUrl: data.invites_url });
 
 // ---- go ---------------------------------------------------------------------------------------
 
