@@ -18,6 +18,8 @@ from collections import deque
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from chatsite.redis_pool import redis_client
+
 from . import protocol
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,8 @@ def _redis() -> aioredis.Redis | None:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, decode_responses=True, **settings.REDIS_OPTIONS
-        )
+        # Waits for a free connection rather than raising when a burst empties the pool.
+        client = redis_client(settings.REDIS_URL, settings.REDIS_OPTIONS)
         _clients[loop] = client
     return client
 

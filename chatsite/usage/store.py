@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from chatsite.redis_pool import redis_client
+
 REBUILD_TTL = 600  # seconds a counter rebuilt from the ledger lives before it is rebuilt again
 
 # Add to each counter that exists; returns 1 per key added to, 0 per key missing.
@@ -65,7 +67,7 @@ class RedisCounters:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self.url, decode_responses=True, **self.options)
+            client = redis_client(self.url, self.options)  # waits when the pool is busy
             self._clients[loop] = client
         return client
 

@@ -17,7 +17,7 @@ from chatsite.rooms.models import Message, Room
 from chatsite.rooms.serializers import message_data, room_data
 from chatsite.usage.budgets import budget_view
 
-from .. import protocol
+from .. import limit_guard, protocol
 from ..broadcast import broadcast
 from ..protocol import FrameError, SendMessage, StopGeneration, Sync
 from ..state import LiveText, shared_state
@@ -27,6 +27,8 @@ from .context import ActionContext
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MESSAGES = 50
+# `generation.stop` frames one user may send a minute (issue 12), across processes.
+STOPS_PER_MINUTE = 20
 # A snapshot stays under this many bytes (SPEC §6): daphne refuses frames over 1 MiB, and a
 # room of 50 long messages in emoji or CJK would otherwise brick every connect.
 SNAPSHOT_MAX_BYTES = 512 * 1024
@@ -138,11 +140,8 @@ async def send_message(ctx: ActionContext, frame: SendMessage) -> None:
 
 async def check_rate(user: User) -> None:
     """Refuse a message over the user's per-minute allowance, across processes."""
-    try:
-        wait = await shared_state().limits.hit(user.pk, settings.CHAT_RATE_PER_MINUTE, 60.0)
-    except Exception as exc:  # without Redis we cannot count: let the message through
-        log.warning("rate limit unavailable: %s", exc)
-        return
+    # Fails closed: this process counts too, and decides alone when Redis cannot (issue 12).
+    wait = await limit_guard.hit(user.pk, settings.CHAT_RATE_PER_MINUTE, 60.0)
     if wait is not None:
         raise FrameError(
             "rate_limited",
@@ -155,6 +154,14 @@ async def check_rate(user: User) -> None:
 async def stop_generation(ctx: ActionContext, frame: StopGeneration) -> None:
     """Ask whichever process runs the room's reply to stop it."""
     room = ctx.room
+    # Stops are limited per user like messages (issue 12): each one reads and writes state.
+    wait = await limit_guard.hit(ctx.user.pk, STOPS_PER_MINUTE, 60.0, bucket="stop")
+    if wait is not None:
+        raise FrameError(
+            "rate_limited",
+            f"You can stop {STOPS_PER_MINUTE} replies a minute. Try again shortly.",
+            retry_after=math.ceil(wait * 10) / 10,
+        )
     live = await _live_generation(room.pk)
     if live is not None:
         message_id = live.message_id

@@ -16,6 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from chatsite.redis_pool import redis_client
+
 
 class RedisStore:
     """Clients, keys and scripts for the Redis-backed state of every concern."""
@@ -45,7 +47,8 @@ class RedisStore:
         by_url = self._clients.setdefault(asyncio.get_running_loop(), {})
         client = by_url.get(url)
         if client is None:
-            client = aioredis.Redis.from_url(url, decode_responses=True, **self.options)
+            # Waits for a free connection rather than raising when a burst empties the pool.
+            client = redis_client(url, self.options)
             by_url[url] = client
         return client
 
