@@ -10,8 +10,11 @@ Synchronous: async callers go through `database_sync_to_async`.
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
 from chatsite.rooms.models import Message, ReplyMode, Room
 
+from .models import ReplyDecision
 from .reply_modes import mentions_claude
 
 # The longest `in_reply_to`: the newest this many user messages (a mention after a long talk
@@ -74,3 +77,33 @@ def wants_reply(room_id: int) -> bool:
     if any(mentions_claude(text) for text in candidates.iterator()):
         return True
     return mode == ReplyMode.AUTO and waiting.filter(reply_decision__wanted=True).exists()
+
+
+def may_want_reply(rooms: QuerySet[Room]) -> QuerySet[Room]:
+    """Of `rooms`, those where a user message after the newest reply may call for one: every
+    `always` room, and rooms with a possible mention or an auto "yes" after it. One query for
+    any number of rooms (the reaper's), so chatter waiting in `mention` rooms costs nothing;
+    `wants_reply` then decides exactly."""
+    waiting = Message.objects.filter(room=OuterRef("pk"), role=Message.Role.USER).exclude(
+        Exists(
+            Message.objects.filter(
+                room=OuterRef("room"), role=Message.Role.ASSISTANT, id__gt=OuterRef("id")
+            )
+        )
+    )
+    wanted = ReplyDecision.objects.filter(
+        message__room=OuterRef("pk"), wanted=True, message__role=Message.Role.USER
+    ).exclude(
+        Exists(
+            Message.objects.filter(
+                room=OuterRef("message__room"),
+                role=Message.Role.ASSISTANT,
+                id__gt=OuterRef("message_id"),
+            )
+        )
+    )
+    return rooms.filter(
+        Q(reply_mode=ReplyMode.ALWAYS)
+        | Exists(waiting.filter(text__icontains="@claude"))
+        | Q(reply_mode=ReplyMode.AUTO) & Exists(wanted)
+    )

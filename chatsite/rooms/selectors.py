@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from chatsite.conversation.turns import wants_reply
+from chatsite.conversation.turns import may_want_reply, wants_reply
 from chatsite.llm.context import HistoryItem
 
 from .models import Message, Room
@@ -178,7 +178,8 @@ def unanswered_rooms(since: timedelta, settled: timedelta) -> list[int]:
         .filter(Q(last_reply__isnull=True) | Q(last_user__gt=F("last_reply")))
     )
     # Of those, the rooms where such a message calls for a reply under the room's reply mode.
-    return [room_id for room_id in rooms.values_list("id", flat=True) if wants_reply(room_id)]
+    candidates = may_want_reply(rooms).values_list("id", flat=True)
+    return [room_id for room_id in candidates if wants_reply(room_id)]
 
 
 # How recent a public room's activity must be to show in everyone's lobby.
