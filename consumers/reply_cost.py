@@ -43,6 +43,23 @@ async def charge_reply(live: LiveReply, final: ReplyOutcome) -> Decimal:
     return recorded.cost if recorded is not None else Decimal(0)
 
 
+async def charge_reaped(room_id: int, message_id: int, model: str, provider: str) -> None:
+    """A reply whose process died, stored as interrupted by the reaper: in the ledger (so
+    replies_total counts it) with the usage that died with its process unknown, so 0."""
+    payers = await charging.reply_payers(message_id)
+    call = Call(
+        kind="reply",
+        room_id=room_id,
+        message_id=message_id,
+        model=model,
+        provider=provider,
+        usage=Usage(),
+        status="interrupted",
+        payers=payers,
+    )
+    await charging.record_usage(call)
+
+
 async def counted(
     stream: AsyncIterator[StreamEvent], live: LiveReply, model: str
 ) -> AsyncIterator[StreamEvent]:
