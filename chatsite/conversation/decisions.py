@@ -173,25 +173,23 @@ async def keep(room_id: int, message_id: int, decision: Decision) -> None:
 
 async def charge(room_id: int, decision: Decision) -> Decimal:
     """Record the call in the usage ledger (kind `decision`, the room pays); its cost."""
-    from chatsite.usage import budgets, ledger
+    from chatsite.usage.charging import record_usage
+    from chatsite.usage.ledger import Call
 
-    call = ledger.Call(
-        kind="decision",
-        room_id=room_id,
-        model=decision.model,
-        provider=decision.provider,
-        usage=decision.usage,
-        status="complete" if decision.how == ReplyDecision.How.MODEL else "error",
-        duration_ms=decision.duration_ms,
+    failed = decision.how != ReplyDecision.How.MODEL
+    recorded = await record_usage(
+        Call(
+            kind="decision",
+            room_id=room_id,
+            model=decision.model,
+            provider=decision.provider,
+            usage=decision.usage,
+            status="error" if failed else "complete",
+            error_code="upstream_error" if failed else "",
+            duration_ms=decision.duration_ms,
+        )
     )
-    try:
-        recorded = await database_sync_to_async(ledger.record)(call)
-        await budgets.add_spend(room_id, recorded.cost, recorded.shares)
-    except Exception as exc:  # the decision stands; only its bookkeeping is missing
-        log.error("reply decision cost not recorded in room %s: %s", room_id, exc)
-        return Decimal(0)
-    cost: Decimal = recorded.cost
-    return cost
+    return Decimal(0) if recorded is None else recorded.cost
 
 
 def _store(message_id: int, decision: Decision) -> None:
