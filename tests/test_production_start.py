@@ -26,7 +26,7 @@ from tests.conftest import WsConnect
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import REPO_ROOT, end_process, log_tail, python_executable, spawn, wait_until
-from tests.support.auth import http_login, http_request
+from tests.support.auth import csrf_form_token, http_login, http_request
 from tests.support.daphne import http_status, static_lock
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
@@ -197,9 +197,21 @@ async def test_production_start_serves_pages_static_files_and_streams(
         assert len(packed.body) < len(plain) and gzip.decompress(packed.body) == plain
         assert "max-age=31536000" in packed.headers.get("Cache-Control", "")
 
-        # A room page renders (and creates the room), then its websocket streams a reply.
+        # A free slug offers creation (a GET never creates), the form's POST creates the room,
+        # its page renders, then its websocket streams a reply.
         slug = unique("prod")
-        page = http_request("GET", f"{base}/rooms/{slug}/", cookies=cookies)
+        room_url = f"{base}/rooms/{slug}/"
+        offer = http_request("GET", room_url, cookies=cookies)
+        assert offer.status == 200 and "Create this room?" in offer.text
+        created = http_request(
+            "POST",
+            room_url,
+            cookies=cookies,
+            form={"csrfmiddlewaretoken": csrf_form_token(offer.text)},
+            headers={"Origin": base, "Referer": room_url},
+        )
+        assert created.status == 302, created.text[:300]
+        page = http_request("GET", room_url, cookies=cookies)
         assert page.status == 200 and f"/ws/rooms/{slug}/" in page.text
 
         fake_anthropic.queue(Reply(chunks=["Served ", "in ", "production ", "mode."]))

@@ -94,13 +94,16 @@ class Person:
     errors: list[str]
 
     def open_room(self, server: DaphneProcess, slug: str) -> Page:
-        """A new tab on `server` showing room `slug`, once its socket is online."""
+        """A new tab on `server` showing room `slug`, once its socket is online. A free slug
+        is created first, as a person does it: the "create this room?" page's button."""
         from playwright.sync_api import expect
 
         self.context.add_cookies([{"name": "sessionid", "value": self.session, "url": server.url}])
         page = self.context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{self.username}: {exc}"))
         page.goto(f"{server.url}/rooms/{slug}/")
+        if page.locator("#create-room-form").count():
+            page.locator("#create-room-form button[type=submit]").click()
         expect(page.locator("#connection-status")).to_have_attribute("data-state", "online")
         return page
 
