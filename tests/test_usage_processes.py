@@ -27,6 +27,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
 from tests.support.auth import acreate_user, asession_cookie, http_request
 from tests.support.people import join, make_people
+from tests.support.redis_server import RedisServer
 from tests.support.wsclient import RoomSocket
 
 pytestmark = pytest.mark.timeout(120)
@@ -93,6 +94,13 @@ async def refused(sock: RoomSocket, text: str) -> dict[str, Any]:
     return frame
 
 
+def wipe_spend_counters(server: RedisServer, prefix: str) -> int:
+    """Delete every spend counter of this module's processes; how many there were."""
+    client = server.client()
+    keys = list(client.scan_iter(match=f"{prefix}:usage:spend:*"))
+    return int(client.delete(*keys)) if keys else 0
+
+
 def seconds_to_midnight() -> float:
     now = dt.datetime.now(dt.UTC)
     midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -147,7 +155,12 @@ def scrape(
 
 
 async def test_budgets_costs_warning_logs_and_metrics_across_two_processes(
-    pair: DaphnePair, fake_anthropic: FakeAnthropic, ws_connect: WsConnect, unique: Any
+    pair: DaphnePair,
+    fake_anthropic: FakeAnthropic,
+    ws_connect: WsConnect,
+    unique: Any,
+    redis_server: RedisServer,
+    spend_env: dict[str, str],
 ) -> None:
     fake_anthropic.default = priced_reply()
     p = await make_people(unique, title="Spend")
@@ -173,6 +186,10 @@ async def test_budgets_costs_warning_logs_and_metrics_across_two_processes(
         error = await refused(sock, f"{planted} one more")
         assert error["code"] == "budget_exceeded"
         assert abs(error["retry_after"] - seconds_to_midnight()) < 30
+    # Redis loses the counters (a restart, a flush): they are rebuilt from the ledger.
+    wiped = wipe_spend_counters(redis_server, spend_env["REDIS_KEY_PREFIX"])
+    assert wiped >= 3
+    assert (await refused(alice_b, "after the wipe"))["code"] == "budget_exceeded"
 
     # Bob is not held by Alice's limit, only by the room's (0.9 USD): two more replies reach 1.0.
     assert (await ask(bob_b, "bob asks on B"))["cost_usd"] == REPLY_COST
