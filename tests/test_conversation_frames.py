@@ -10,11 +10,12 @@ import pytest
 from django.contrib.auth.models import User
 
 from chatsite.rooms.models import Message, Room
+from chatsite.usage.store import reset_counters
 from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
 from tests.consumer_fixtures import Connect, Tab
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
-from tests.test_reply_modes import heard
+from tests.test_reply_modes import heard, spend
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,6 +100,20 @@ async def test_regenerate_refuses_anything_but_the_newest_reply_and_a_running_ro
     again = await a.until("generation.started")
     await a.until("generation.finished", message_id=again["message_id"])
     assert await Message.objects.filter(superseded=True).acount() == 1
+
+
+async def test_regenerate_is_refused_over_budget_and_changes_nothing(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: FakeAnthropic
+) -> None:
+    reset_counters()
+    a = await connect("lounge", alice[1])
+    _, reply = await finished_reply(a, "one")
+    await spend(room, alice[0], 2)
+    await a.send({"type": "generation.regenerate", "message_id": reply["message_id"]})
+    error = await a.until("error")
+    assert error["code"] == "budget_exceeded" and error["retry_after"] > 0
+    assert not (await Message.objects.aget(pk=reply["message_id"])).superseded
+    assert await Message.objects.filter(role="assistant").acount() == 1
 
 
 # --- reactions -------------------------------------------------------------------------------

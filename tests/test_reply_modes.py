@@ -18,6 +18,7 @@ from chatsite.conversation.reply_modes import DECISION_MAX_TOKENS
 from chatsite.llm.base import Usage
 from chatsite.rooms.models import Message, Room
 from chatsite.usage import ledger
+from chatsite.usage.charging import record_usage
 from chatsite.usage.store import reset_counters
 from consumers.actions.conversation import deciding_idle
 from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
@@ -220,11 +221,10 @@ async def test_auto_mode_under_demo_follows_the_documented_rule(
 # --- budgets count replies, not chatter ------------------------------------------------------
 
 
-@sync_to_async
-def spend(room: Room, user: User, usd_worth_of_output: int) -> None:
-    """Record a reply in the ledger that cost `user` and the room real money."""
+async def spend(room: Room, user: User, usd_worth_of_output: int) -> None:
+    """Charge a reply that cost `user` and the room real money (ledger and budgets)."""
     usage = Usage(output_tokens=usd_worth_of_output * 70_000)  # $15 / million on sonnet
-    ledger.record(
+    await record_usage(
         ledger.Call("reply", room.pk, "claude-sonnet-5-5", "anthropic", usage, payers=(user.pk,))
     )
 

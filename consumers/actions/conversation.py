@@ -98,6 +98,8 @@ async def regenerate(ctx: ActionContext, frame: Regenerate) -> None:
     room_id = ctx.room.pk
     if await _reply_running(room_id):
         raise FrameError("busy", "Claude is replying; wait for the reply to end.")
+    # A new reply costs like any other: refused when the asker or the room is over budget.
+    await budgets.check_budget(ctx.user.pk, room_id)
     result = await database_sync_to_async(writes.supersede_newest_reply)(room_id, frame.message_id)
     if result == "not_found":
         raise FrameError("not_found", "Only the room's newest reply can be regenerated.")
