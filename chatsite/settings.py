@@ -123,11 +123,14 @@ INSTALLED_APPS = [
     "chatsite.deploy",  # create_first_admin (app.json postdeploy)
     "chatsite.usage",  # prices, ledger, budgets, /usage/, /metrics (SPEC §8)
     "chatsite.conversation",  # reply modes' decisions, feedback, export (SPEC §7)
+    "axes",  # failed sign-ins per address and per account (issue 12, "Login throttling" below)
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Sign-in/sign-up POSTs one at a time per process, waiting on the event loop (issue 12).
+    "chatsite.security.middleware.PasswordWorkLimiter",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -135,6 +138,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into a 429
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -195,6 +199,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Login throttling (issue 12; django-axes, docs/security.md "Hostile clients") ----------
+# Axes first: a locked-out address or account is refused before any password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins are counted in the database (every process sees them) per address and, apart,
+# per account; at AXES_FAILURE_LIMIT the pair is refused (429) for AXES_COOLOFF_TIME hours.
+# Daphne runs with --proxy-headers, so REMOTE_ADDR is the client's address behind Heroku's router.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_number("AXES_COOLOFF_HOURS", 0.25, minimum=0.001)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# Sign-up POSTs one address may make an hour, across processes (chatsite/security/middleware.py).
+CHAT_SIGNUPS_PER_HOUR = env_int("CHAT_SIGNUPS_PER_HOUR", 10, minimum=1)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

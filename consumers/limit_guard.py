@@ -30,6 +30,13 @@ _buckets: weakref.WeakKeyDictionary[object, dict[tuple[str, int, float], KeyedBu
     weakref.WeakKeyDictionary()
 )
 _shared_down_until = 0.0
+
+
+class _NoProcess:
+    """Stands for the shared state where this process has none."""
+
+
+_NO_PROCESS = _NoProcess()
 _warned_at = -_WARN_EVERY
 
 
@@ -57,12 +64,14 @@ def _shared_failed(bucket: str, exc: BaseException) -> None:
 
 async def hit(subject: Hashable, limit: int, window: float, bucket: str = "rate") -> float | None:
     """Count one hit of `subject` in `bucket`: None if allowed, else seconds to wait."""
-    limits = shared_state().limits
-    if time.monotonic() >= _shared_down_until:
+    try:
+        limits: object = shared_state().limits
+    except RuntimeError:  # no server process here (a management command, plain HTTP tests)
+        limits = _NO_PROCESS
+    if limits is not _NO_PROCESS and time.monotonic() >= _shared_down_until:
         try:
-            wait = await asyncio.wait_for(
-                limits.hit(subject, limit, window, bucket=bucket), SHARED_TIMEOUT
-            )
+            shared = shared_state().limits.hit(subject, limit, window, bucket=bucket)
+            wait = await asyncio.wait_for(shared, SHARED_TIMEOUT)
         except Exception as exc:  # Redis down, paused, or its pool exhausted: see below
             _shared_failed(bucket, exc)
         else:

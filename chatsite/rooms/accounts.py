@@ -19,6 +19,8 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
+from chatsite.security.usernames import SignupForm
+
 from . import membership
 
 # The session key that carries an invite link's token through sign-in or sign-up.
@@ -54,7 +56,8 @@ def signup(request: HttpRequest) -> HttpResponse:
     invite_path = pending_invite_path(request)
     if settings.CHAT_SIGNUP != "open" and invite_path is None:
         return _refusal(request)
-    form: UserCreationForm[User] = UserCreationForm(request.POST or None)
+    # Look-alike usernames refused (chatsite/security/usernames.py, issue 12).
+    form: UserCreationForm[User] = SignupForm(request.POST or None)
     # Whoever followed a room or invite link signs up and lands there, as after a login.
     next_url = _safe_next(request) or invite_path or ""
     if request.method == "POST" and form.is_valid():
