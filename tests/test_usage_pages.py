@@ -181,3 +181,19 @@ def test_usage_and_metrics_stay_fast_with_100k_replies() -> None:
     assert time.monotonic() - started < 3.0
     assert figures.replies == {"complete": 98_000, "error": 2_000}
     assert figures.ttft is not None and figures.ttft.count == 100_000
+
+
+def test_the_admin_shows_each_replys_cost_and_the_ledger() -> None:
+    alice, bob, room = people()
+    reply = reply_to(room, alice, bob)
+    charge_reply(reply)
+    admin = User.objects.create_superuser("root", password=None)
+    client = Client()
+    client.force_login(admin)
+    messages = client.get("/admin/rooms/message/")
+    assert messages.status_code == 200 and "0.200000" in messages.content.decode()
+    entries = client.get("/admin/usage/usageentry/")
+    assert entries.status_code == 200 and "0.200000" in entries.content.decode()
+    entry = UsageEntry.objects.get()
+    detail = client.get(f"/admin/usage/usageentry/{entry.pk}/change/").content.decode()
+    assert "alice" in detail and "bob" in detail and "0.100000" in detail
