@@ -54,8 +54,16 @@ class Frame:
 class Outlet:
     """One socket of this process in one room, as the fan-out writes to it."""
 
-    def __init__(self, send: Send, username: str, max_backlog: int, label: str = "") -> None:
+    def __init__(
+        self,
+        send: Send,
+        username: str,
+        max_backlog: int,
+        label: str = "",
+        on_event: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self.send = send  # the socket's ASGI send (the fallback path)
+        self.on_event = on_event  # the consumer's handler of other room events
         self.username = username
         self.max_backlog = max_backlog
         self.label = label  # for log lines
@@ -92,6 +100,11 @@ class Outlet:
             return
         self._write(frame)
 
+    def notify(self, message: dict[str, Any]) -> None:
+        """An event for the consumer (not a frame): its handler runs in a task of its own."""
+        if self.on_event is not None and not self.closed:
+            asyncio.get_running_loop().create_task(self.on_event(message))
+
     def close(self) -> None:
         self.closed = True
         self._held = None
@@ -127,32 +140,38 @@ class Outlet:
                 self.close()
 
 
-class RoomFanout:
-    """This process's sockets by room, and the one layer subscription per room feeding them."""
+class RoomLink:
+    """This process's subscription to one room: its channel in the room's group, the task
+    reading it, and the room's sockets here."""
 
     def __init__(self) -> None:
-        self.rooms: dict[int, set[Outlet]] = {}
-        self.channel: str | None = None  # this process's channel on the layer
-        self._layer: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._joined: set[int] = set()  # rooms whose group our channel is in
-        self._locks: dict[int, asyncio.Lock] = {}  # one membership change of a room at a time
+        self.outlets: set[Outlet] = set()
+        self.channel: str | None = None  # in the room's group once joined
+        self.reader: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()  # one membership change at a time
+
+
+class RoomFanout:
+    """This process's sockets by room, and the one layer subscription per room feeding them.
+
+    Each room gets a channel of its own on the layer (so any event sent to the room's group
+    reaches it, whatever its shape); room frames (`room.broadcast`) are written to the sockets
+    here, other events (e.g. `room.access`) are handed to each socket's consumer.
+    """
+
+    def __init__(self, layer: Any = None) -> None:
+        self._fixed_layer = layer  # None: the default channel layer, looked up when needed
+        self.links: dict[int, RoomLink] = {}
         self.frames = 0  # room frames received from the layer
         self.writes = 0  # socket writes they made
 
-    async def _ensure_channel(self) -> Any:
-        layer = get_channel_layer()
-        if layer is None:
-            return None
-        running = self._reader is not None and not self._reader.done()
-        if layer is not self._layer or self.channel is None or not running:
-            self._layer = layer
-            self.channel = await layer.new_channel("roomchat.fanout.")
-            self._joined.clear()
-            self._reader = asyncio.get_running_loop().create_task(
-                self._read(layer, self.channel), name="room-fanout"
-            )
-        return layer
+    def layer(self) -> Any:
+        return self._fixed_layer if self._fixed_layer is not None else get_channel_layer()
+
+    def sockets(self, room_id: int) -> int:
+        """This process's sockets in the room."""
+        link = self.links.get(room_id)
+        return len(link.outlets) if link else 0
 
     async def join(self, room_id: int, outlet: Outlet) -> None:
         """Add a socket to the room; the process joins the room's group if it was not in it.
@@ -160,75 +179,87 @@ class RoomFanout:
         Returns once frames of the room reach the outlet (held until `release`); raises if
         the layer cannot be joined (the caller closes the socket, the browser retries).
         """
-        layer = await self._ensure_channel()
-        self.rooms.setdefault(room_id, set()).add(outlet)
+        link = self.links.get(room_id)
+        if link is None:
+            link = self.links[room_id] = RoomLink()
+        link.outlets.add(outlet)
+        layer = self.layer()
         if layer is None:
             return
         try:
-            async with self._lock(room_id):
-                if room_id not in self._joined:
-                    await layer.group_add(room_group(room_id), self.channel)
-                    self._joined.add(room_id)
+            async with link.lock:
+                if link.channel is None:
+                    await self._subscribe(layer, room_id, link)
         except BaseException:
-            self._forget(room_id, outlet)
+            self.leave(room_id, outlet)
             raise
+
+    async def _subscribe(self, layer: Any, room_id: int, link: RoomLink) -> None:
+        channel = await layer.new_channel("roomchat.room.")
+        try:
+            await layer.group_add(room_group(room_id), channel)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(room_group(room_id), channel)
+            raise
+        link.channel = channel
+        link.reader = asyncio.get_running_loop().create_task(
+            self._read(layer, room_id, link, channel), name=f"room-fanout-{room_id}"
+        )
 
     def leave(self, room_id: int, outlet: Outlet) -> None:
         """Remove a socket; the process leaves the group when it was the room's last here."""
         outlet.close()
-        if self._forget(room_id, outlet) and room_id in self._joined:
-            asyncio.get_running_loop().create_task(self._leave_group(room_id))
+        link = self.links.get(room_id)
+        if link is None:
+            return
+        link.outlets.discard(outlet)
+        if not link.outlets:
+            asyncio.get_running_loop().create_task(self._unsubscribe(room_id, link))
 
-    def _forget(self, room_id: int, outlet: Outlet) -> bool:
-        """Drop the outlet; True when the room has no socket here any more."""
-        outlets = self.rooms.get(room_id)
-        if outlets is None:
-            return True
-        outlets.discard(outlet)
-        if outlets:
-            return False
-        del self.rooms[room_id]
-        return True
-
-    async def _leave_group(self, room_id: int) -> None:
-        async with self._lock(room_id):
-            if room_id in self.rooms or room_id not in self._joined:
-                return  # someone joined meanwhile, or already left
-            self._joined.discard(room_id)
-            with contextlib.suppress(Exception):
-                await self._layer.group_discard(room_group(room_id), self.channel)
-        if not self._locks[room_id].locked() and room_id not in self.rooms:
-            self._locks.pop(room_id, None)
+    async def _unsubscribe(self, room_id: int, link: RoomLink) -> None:
+        async with link.lock:
+            if link.outlets or self.links.get(room_id) is not link:
+                return  # someone joined meanwhile, or already gone
+            del self.links[room_id]
+            channel, link.channel = link.channel, None
+            if link.reader is not None:
+                link.reader.cancel()  # the layer unsubscribes a cancelled receive's channel
+            layer = self.layer()
+            if channel is not None and layer is not None:
+                with contextlib.suppress(Exception):
+                    await layer.group_discard(room_group(room_id), channel)
 
     async def rejoin(self) -> None:
         """Join every room's group again: after Redis lost the groups, or before they expire
         (`group_expiry` of the core layer). Raises while the layer is unreachable."""
-        layer = await self._ensure_channel()
+        layer = self.layer()
         if layer is None:
             return
-        for room_id in list(self.rooms):
-            async with self._lock(room_id):
-                if room_id in self.rooms:
-                    await layer.group_add(room_group(room_id), self.channel)
-                    self._joined.add(room_id)
+        for room_id, link in list(self.links.items()):
+            async with link.lock:
+                if link.channel is not None and link.reader is not None and not link.reader.done():
+                    await layer.group_add(room_group(room_id), link.channel)
+                elif link.outlets and self.links.get(room_id) is link:
+                    await self._subscribe(layer, room_id, link)
 
     def deliver(self, room_id: int, frame: Frame) -> None:
         """Write one room frame to each of the room's sockets here, in one loop."""
-        outlets = self.rooms.get(room_id)
-        if not outlets:
+        link = self.links.get(room_id)
+        if link is None or not link.outlets:
             return
         self.frames += 1
-        for outlet in tuple(outlets):
+        for outlet in tuple(link.outlets):
             outlet.deliver(frame)
-        self.writes += len(outlets)
+        self.writes += len(link.outlets)
 
-    def _lock(self, room_id: int) -> asyncio.Lock:
-        lock = self._locks.get(room_id)
-        if lock is None:
-            lock = self._locks[room_id] = asyncio.Lock()
-        return lock
+    def room_event(self, room_id: int, message: dict[str, Any]) -> None:
+        """Hand an event other than a frame to each consumer of the room here."""
+        link = self.links.get(room_id)
+        for outlet in tuple(link.outlets) if link else ():
+            outlet.notify(message)
 
-    async def _read(self, layer: Any, channel: str) -> None:
+    async def _read(self, layer: Any, room_id: int, link: RoomLink, channel: str) -> None:
         delay = 0.1
         while True:
             try:
@@ -236,27 +267,24 @@ class RoomFanout:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down: wait; the lifecycle rejoins and resyncs
-                log.debug("fan-out channel unreadable, retrying: %s", exc)
+                log.debug("room %s's channel unreadable, retrying: %s", room_id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, READ_RETRY_MAX)
                 continue
             delay = 0.1
-            if message.get("type") != BROADCAST_EVENT or "room" not in message:
-                continue
             try:
-                self.deliver(
-                    int(message["room"]), Frame(message["frame"], message.get("skip_user"))
-                )
+                if message.get("type") == BROADCAST_EVENT:
+                    self.deliver(room_id, Frame(message["frame"], message.get("skip_user")))
+                else:
+                    self.room_event(room_id, message)
             except Exception:  # one bad frame or socket must never stop the room's stream
-                log.exception("fan-out of a frame to room %s failed", message.get("room"))
+                log.exception("fan-out to room %s failed", room_id)
 
     def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        self._reader = None
-        self.channel = None
-        self._layer = None
-        self._joined.clear()
+        for link in self.links.values():
+            if link.reader is not None:
+                link.reader.cancel()
+        self.links.clear()
 
 
 _fanout: RoomFanout | None = None

@@ -18,7 +18,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,8 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         "--db", choices=("postgres", "sqlite"), default="postgres", help="the servers' database"
     )
     parser.add_argument("--profile", type=Path, help="py-spy every daphne per scenario into DIR")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=N", help="override a Plan size"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
+    kinds = {f.name: f.type for f in fields(Plan)}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in kinds:
+            parser.error(f"--set: no plan field {key!r} (fields: {', '.join(kinds)})")
+        plan = replace(plan, **{key: float(value) if kinds[key] == "float" else int(value)})
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     apps = [a.strip() for a in args.apps.split(",") if a.strip()]
     name = "suite-quick" if args.quick else "suite"
@@ -252,9 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             if app == "product" and args.app:
                 target = args.app
             results[app] = run_app(rig, target, plan, only, say)
+        failed = [
+            f"{app}/{key}"
+            for app, res in results.items()
+            for key, r in res.items()
+            if isinstance(r, dict) and r.get("tabs_with_error")
+        ]
     finally:
-        rig.close(args.keep)
-        if args.keep:
+        keep = args.keep or bool(locals().get("failed"))
+        rig.close(keep)
+        if keep:
             say(f"logs kept in {workdir}")
     payload = {
         "plan": asdict(plan),
