@@ -7,6 +7,7 @@ Every wait is on a condition (Playwright's `expect` retries until its timeout).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from tests.fakes import Reply
 
 if TYPE_CHECKING:
     from tests.browser.conftest import PersonFactory
-    from tests.conftest import DaphnePair
+    from tests.conftest import DaphneFactory, DaphnePair
     from tests.fakes.anthropic_api import FakeAnthropic
 
 pytestmark = pytest.mark.browser
@@ -269,3 +270,60 @@ def test_room_list_unread_counts_and_the_tab_title(
         "aria-current", "page"
     )
     expect(page.locator("#room-list .unread-badge")).to_have_count(0)
+
+
+def test_stop_says_who_stopped_and_keeps_the_focus_in_the_composer(
+    daphne_pair: DaphnePair,
+    fake_anthropic: FakeAnthropic,
+    person: PersonFactory,
+    unique: Callable[[str], str],
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    slug = unique("stop")
+    in_db_thread(make_room, slug, alice.username)
+    a = alice.open_room(daphne_pair.a, slug)
+    b = bob.open_room(daphne_pair.b, slug)
+    fake_anthropic.queue(Reply(chunks=[f"word{n} " for n in range(300)], delay=0.05))
+    send(a, "Tell me everything")
+    expect(replies(b)).to_have_attribute("data-status", "streaming")
+    b.locator("#stop-button").focus()
+    b.keyboard.press("Enter")
+    expect(b.locator("#composer-text")).to_be_focused()  # not dropped to <body>
+    for tab in (a, b):
+        reply = expect_reply_done(tab, "stopped")
+        expect(reply.locator(".message-note")).to_have_text(
+            f"Stopped by {bob.username} before the end."
+        )
+
+
+def test_a_lost_connection_says_so_on_the_reply_and_offers_to_reconnect(
+    daphne_factory: DaphneFactory,
+    fake_anthropic: FakeAnthropic,
+    person: PersonFactory,
+    unique: Callable[[str], str],
+) -> None:
+    server = daphne_factory(name="lost")
+    alice = person("alice")
+    slug = unique("lost")
+    in_db_thread(make_room, slug, alice.username)
+    page = alice.open_room(server, slug)
+    fake_anthropic.queue(Reply(chunks=[f"w{n} " for n in range(400)], delay=0.05))
+    send(page, "A long one please")
+    reply = replies(page).last
+    expect(reply).to_have_attribute("data-status", "streaming")
+    expect(page.locator("#replying .replying-text")).to_have_text("Claude is replying…")
+
+    server.stop()
+    expect(page.locator("#connection-status")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#replying .replying-text")).to_have_text("Connection lost")
+    expect(page.locator("#replying")).to_have_class(re.compile(r"\bis-lost\b"))
+    expect(reply).to_have_class(re.compile(r"\bis-lost\b"))
+    expect(reply.locator(".message-note")).to_contain_text("Connection lost")
+    reconnect = page.locator("#reconnect-now")
+    expect(reconnect).to_be_visible()
+
+    server.start()
+    reconnect.click()
+    expect(page.locator("#connection-status")).to_have_attribute("data-state", "online")
+    expect(reconnect).to_be_hidden()
+    expect(reply).not_to_have_class(re.compile(r"\bis-lost\b"))

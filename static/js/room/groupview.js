@@ -169,10 +169,10 @@ export function afterMessages(state) {
 
   // A reply whose stream we can no longer hear.
   const lost = state.connection !== "online";
-  for (const node of document.querySelectorAll("#messages .message[data-status='streaming']")) {
-    node.classList.toggle("is-lost", lost);
+  for (const node of document.querySelectorAll("#messages .message[data-status='streaming'], #messages .message.is-lost")) {
+    node.classList.toggle("is-lost", lost && node.dataset.status === "streaming");
     const note = node.querySelector(".message-note");
-    if (note && lost) {
+    if (note && lost && node.dataset.status === "streaming") {
       note.textContent = "Connection lost: this reply continues on the server and shows up when you reconnect.";
       note.hidden = false;
       note.dataset.status = "lost";
