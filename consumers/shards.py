@@ -47,3 +47,17 @@ def room_url(room_id: int, urls: Sequence[str], *, layer: str, prefix: str) -> s
     if not urls:
         raise ValueError("no Redis URL")
     return urls[group_shard(room_group(room_id), len(urls), layer=layer, prefix=prefix)]
+
+
+def configured_room_urls(first_url: str) -> tuple[tuple[str, ...], str]:
+    """(the servers rooms are spread over, the channel layer's kind) as the settings say,
+    when `first_url` is their first server; else just that server (a test's own store)."""
+    from django.conf import settings
+
+    urls = tuple(getattr(settings, "REDIS_URLS", ()) or ()) if settings.configured else ()
+    layer = (
+        str(getattr(settings, "REDIS_CHANNEL_LAYER", "pubsub")) if settings.configured else "pubsub"
+    )
+    if urls and urls[0] == first_url:
+        return urls, layer
+    return (first_url,), layer
