@@ -94,6 +94,15 @@ class RedisStore:
             script = self._scripts[source] = client.register_script(source)
         return await script(keys=keys, args=list(args), client=client)  # type: ignore[arg-type]
 
+    async def server_ids(self) -> str:
+        """Every server's INFO run_id, in order: it changes when any of them restarted (and
+        lost its keys). Raises when one does not answer."""
+        ids = []
+        for url in dict.fromkeys((self.url, *self.room_urls)):
+            info = await self._client(url).info("server")
+            ids.append(str(info.get("run_id", "")))
+        return ",".join(ids)
+
     async def ping(self) -> None:
         """Raises unless every server answers (a room's state may be on any of them)."""
         for url in dict.fromkeys((self.url, *self.room_urls)):
