@@ -278,7 +278,9 @@ def test_dark_mode_and_a_phone_width(
     expect(page.locator('#messages .message[data-role="user"]')).to_have_count(0)
     page.press("#composer-text", "Enter")
     mine = page.locator('#messages .message[data-role="user"] .message-body')
-    expect(mine).to_have_text("line one\ntwo")
+    # People's messages are Markdown where a newline is a line break (<br>).
+    expect(mine.locator("br")).to_have_count(1)
+    assert mine.inner_text() == "line one\ntwo"
     reply = expect_reply_done(page, "complete")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # code scrolls inside
     code = reply.locator("pre").bounding_box()
