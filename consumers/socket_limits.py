@@ -12,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 
-import redis.asyncio as aioredis
 from django.conf import settings
 
-from chatsite.redis_pool import redis_client
-
 from . import protocol
+from .state import RedisStore, shared_state
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +47,14 @@ return 1
 """
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
+def _store() -> RedisStore | None:
+    """The shared state's Redis (per-user state lives on the first server), or None when the
+    state is this process's memory (no REDIS_URL)."""
+    return shared_state().redis
 
 
-def _redis() -> aioredis.Redis | None:
-    """The Redis of state that belongs to no room (the first of REDIS_URL), one client per
-    event loop; None without REDIS_URL."""
-    if not settings.REDIS_URL:
-        return None
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        # Waits for a free connection rather than raising when a burst empties the pool.
-        client = redis_client(settings.REDIS_URL, settings.REDIS_OPTIONS)
-        _clients[loop] = client
-    return client
-
-
-def _key(user_id: int) -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:sockets:{user_id}"
+def _key(store: RedisStore, user_id: int) -> str:
+    return store.key("sockets", user_id)
 
 
 class SocketQuota:
@@ -86,8 +70,8 @@ class SocketQuota:
         the limit, 1013 when the count cannot be read: refused, never let through)."""
         limit = settings.CHAT_MAX_SOCKETS_PER_USER
         self._forget_other_loop()
-        client = _redis()
-        if client is None:
+        store = _store()
+        if store is None:
             mine = self.held.get(user_id, set())
             if limit and len(mine) >= limit:
                 return protocol.CLOSE_TOO_MANY
@@ -95,7 +79,8 @@ class SocketQuota:
             return None
         ttl_ms = int(settings.SOCKET_QUOTA_TTL * 1000)
         try:
-            admitted = await client.eval(_ADMIT, 1, _key(user_id), conn_id, limit, ttl_ms)
+            keys = [_key(store, user_id)]
+            admitted = await store.run(store.for_global(), _ADMIT, keys, conn_id, limit, ttl_ms)
         except Exception as exc:
             log.warning("socket count unavailable, refusing for now: %s", exc)
             return protocol.CLOSE_TRY_AGAIN
@@ -113,23 +98,24 @@ class SocketQuota:
         mine.discard(conn_id)
         if not mine:
             del self.held[user_id]
-        client = _redis()
-        if client is None:
+        store = _store()
+        if store is None:
             return
         try:
-            await client.zrem(_key(user_id), conn_id)
+            await store.for_global().zrem(_key(store, user_id), conn_id)
         except Exception as exc:  # the claim expires with the missing renewals
             log.info("socket count release failed: %s", exc)
 
     async def renew(self) -> None:
         """Renew the claims of this process's open sockets."""
-        client = _redis()
-        if client is None or not self.held:
+        store = _store()
+        if store is None or not self.held:
             return
         ttl_ms = int(settings.SOCKET_QUOTA_TTL * 1000)
         for user_id, conn_ids in list(self.held.items()):
             if conn_ids:
-                await client.eval(_RENEW, 1, _key(user_id), ttl_ms, *sorted(conn_ids))
+                keys = [_key(store, user_id)]
+                await store.run(store.for_global(), _RENEW, keys, ttl_ms, *sorted(conn_ids))
 
     def _forget_other_loop(self) -> None:
         """A process serves its sockets from one event loop; a new loop (in-process tests run
