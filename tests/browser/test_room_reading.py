@@ -156,6 +156,9 @@ def test_the_demo_model_is_labelled_and_a_rate_limit_counts_down(
     expect(page.locator("#room-provider")).to_have_text("demo")
     expect(page.locator("#room-model")).to_have_text("demo")
     expect(page.locator("#demo-badge")).to_have_text("Demo model")
+    # The header says "demo" once (the badge), not three times.
+    expect(page.locator("#room-model")).to_be_hidden()
+    expect(page.locator("#room-provider")).to_be_hidden()
     expect(page.locator("#demo-note")).to_be_visible()
     expect(page.locator("#demo-note")).to_contain_text("no real AI")
 
