@@ -68,7 +68,7 @@ async def room_stream(client: aioredis.Redis, room: int, stop: float) -> int:
     return sent
 
 
-def writer(url: str, rooms: list[int], seconds: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def writer(url: str, rooms: list[int], seconds: float, out: multiprocessing.Queue) -> None:
     async def main() -> int:
         client = aioredis.Redis.from_url(url)
         stop = time.monotonic() + seconds
@@ -79,7 +79,7 @@ def writer(url: str, rooms: list[int], seconds: float, out: multiprocessing.Queu
     out.put(asyncio.run(main()))
 
 
-def reader(url: str, rooms: int, seconds: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def reader(url: str, rooms: int, seconds: float, out: multiprocessing.Queue) -> None:
     try:
         out.put(asyncio.run(subscriber(url, rooms, time.monotonic() + seconds + 1)))
     except Exception as exc:  # e.g. Redis cut a subscriber that fell behind (output buffer)

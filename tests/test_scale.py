@@ -116,7 +116,10 @@ async def test_three_processes_over_two_redis_servers_keep_every_guarantee(
     for room in rooms:
         home, other = server_of(room, servers)
         channel = f"{PREFIX}__group__room.{room.pk}"
-        assert channel in home.client(decode_responses=True).pubsub_channels(channel), (room.pk, home)
+        assert channel in home.client(decode_responses=True).pubsub_channels(channel), (
+            room.pk,
+            home,
+        )
         assert not other.client(decode_responses=True).pubsub_channels(channel), (room.pk, other)
 
     # 1. A message in every room at once, each sent through a different process: every tab of
@@ -190,15 +193,15 @@ async def test_three_processes_over_two_redis_servers_keep_every_guarantee(
     reply_id = await wait_deltas(on_p1, since[0], 3)
     killed = time.monotonic()
     procs[1].kill()
-    views = await asyncio.gather(
+    survivors = await asyncio.gather(
         follow_reply(on_p1, reply_id, since=since[0], timeout=SPEC_DEADLINE + 5, silence_sync=None),
         follow_reply(on_p3, reply_id, since=since[1], timeout=SPEC_DEADLINE + 5, silence_sync=None),
     )
     freed_after = time.monotonic() - killed
-    for view in views:
+    for view in survivors:
         assert view.finished is not None and view.finished["status"] == "interrupted"
-    text = views[0].check(allow_gaps=True)
-    assert views[1].check(allow_gaps=True) == text and text
+    text = survivors[0].check(allow_gaps=True)
+    assert survivors[1].check(allow_gaps=True) == text and text
     stored = await Message.objects.aget(pk=reply_id)
     assert (stored.status, stored.text) == ("interrupted", text)
     assert freed_after < SPEC_DEADLINE, f"room freed after {freed_after:.1f} s"
