@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatsite.rooms.models import Message
 from tests.conftest import DaphnePair, WsConnect, ready_pair, running_pair
-from tests.fakes import Reply
+from tests.fakes import Fail, Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
 from tests.support.auth import acreate_user, asession_cookie, http_request
@@ -175,7 +175,9 @@ async def test_budgets_costs_warning_logs_and_metrics_across_two_processes(
         "room_limit_usd": 0.9,
     }
 
-    # Alice alternates processes: one limit holds her (0.5 USD: three replies reach 0.6).
+    # Alice alternates processes: one limit holds her (0.5 USD: three replies reach 0.6). The
+    # model is overloaded once first: a retry, logged as an upstream error.
+    fake_anthropic.queue(Fail(529))
     costs = []
     for i, sock in enumerate([alice_a, alice_b, alice_a]):
         finished = await ask(sock, f"{planted} question {i}")
@@ -222,10 +224,16 @@ async def test_budgets_costs_warning_logs_and_metrics_across_two_processes(
         assert line["status"] == "complete" and line["error_code"] is None
         assert line["input_tokens"] == 100 and line["output_tokens"] == 50
         assert line["request_id"] and isinstance(line["ttft_ms"], int)
-        assert isinstance(line["duration_ms"], int) and line["retries"] == 0
+        assert isinstance(line["duration_ms"], int)
         assert len(line["user_ids"]) == 1
     ids = {line["request_id"] for line in replies}
     assert len(ids) == 5, "each reply has its own request id"
+    assert sorted(line["retries"] for line in replies) == [0, 0, 0, 0, 1]
+    retried = next(line for line in replies if line["retries"] == 1)
+    (upstream,) = [line for line in lines if line.get("event") == "upstream_error"]
+    assert upstream["error_code"] == "overloaded" and upstream["attempt"] == 1
+    assert upstream["request_id"] == retried["request_id"], "one request id ties a reply's lines"
+    assert upstream["level"] == "WARNING" and upstream["model"] == MODEL
     warnings = [line for line in lines if line.get("event") == "spend_warning"]
     assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"
 
@@ -242,6 +250,7 @@ async def test_budgets_costs_warning_logs_and_metrics_across_two_processes(
         assert samples["roomchat_refusals_total"][(("code", "budget_exceeded"),)] >= 3
         assert samples["roomchat_websockets_open"][()] >= 4
         assert samples["roomchat_deltas_sent_total"][()] >= 5
+        assert samples["roomchat_upstream_retries_total"][()] == 1
         assert samples["roomchat_time_to_first_token_seconds_count"][()] >= 5
         assert samples["roomchat_reply_duration_seconds_count"][()] >= 5
         assert "roomchat_upstream_errors_total" not in samples or all(
