@@ -327,3 +327,70 @@ def test_a_lost_connection_says_so_on_the_reply_and_offers_to_reconnect(
     expect(page.locator("#connection-status")).to_have_attribute("data-state", "online")
     expect(reconnect).to_be_hidden()
     expect(reply).not_to_have_class(re.compile(r"\bis-lost\b"))
+
+
+NOTIFICATION_STUB = """
+  window.__notes = [];
+  window.Notification = class {
+    static permission = "default";
+    static requestPermission() { window.Notification.permission = "granted"; return Promise.resolve("granted"); }
+    constructor(title, options) { window.__notes.push([title, options.body]); }
+    close() {}
+  };
+"""
+
+
+def test_notifications_only_when_asked_for_and_the_tab_is_hidden(
+    daphne_pair: DaphnePair,
+    fake_anthropic: FakeAnthropic,
+    person: PersonFactory,
+    unique: Callable[[str], str],
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    alice.context.add_init_script(NOTIFICATION_STUB)
+    slug = unique("notify")
+    in_db_thread(make_room, slug, alice.username)
+    a = alice.open_room(daphne_pair.a, slug)
+    b = bob.open_room(daphne_pair.b, slug)
+
+    fake_anthropic.queue(Reply(chunks=["Noted."]))
+    send(b, f"visible @{alice.username}")  # the tab is visible: nothing pops up
+    expect_reply_done(a, "complete", "Noted.")
+    button = a.locator("#notify-button")
+    expect(button).to_be_visible()  # offered, never asked by itself
+    button.click()
+    expect(button).to_be_hidden()
+
+    set_visibility(a, "hidden")
+    fake_anthropic.queue(Reply(chunks=["Sure."]))
+    send(b, f"ping @{alice.username}")
+    expect_reply_done(a, "complete", "Sure.")
+    a.wait_for_function("window.__notes.length >= 2")
+    assert a.evaluate("window.__notes") == [
+        [f"{bob.username} mentioned you in {slug}", f"ping @{alice.username}"],
+        [f"Claude replied in {slug}", "Sure."],
+    ]
+
+
+def test_export_links_and_a_one_line_meta_row_in_a_narrow_window(
+    daphne_pair: DaphnePair, person: PersonFactory, unique: Callable[[str], str]
+) -> None:
+    alice = person("alice", viewport={"width": 420, "height": 700})
+    slug = unique("export")
+    in_db_thread(seed_room, slug, alice.username, ["Hello"], "Hi there, a fairly long answer.")
+    page = alice.open_room(daphne_pair.a, slug)
+    reply = replies(page).last
+    expect(reply.locator(".message-body")).to_have_text("Hi there, a fairly long answer.")
+    # The Copy button shown on hover sits on the meta line: no blank band under it.
+    meta = reply.locator(".message-meta").bounding_box()
+    author = reply.locator(".message-author").bounding_box()
+    assert meta is not None and author is not None
+    assert meta["height"] < 2 * author["height"], meta
+
+    for kind, content_type in (("md", "text/markdown"), ("json", "application/json")):
+        link = page.locator(f'a[href="/rooms/{slug}/export.{kind}"]')
+        expect(link).to_have_count(1)
+        response = page.request.get(f"{daphne_pair.a.url}/rooms/{slug}/export.{kind}")
+        assert response.status == 200
+        assert response.headers["content-type"].startswith(content_type)
+        assert "Hi there, a fairly long answer." in response.text()

@@ -97,6 +97,11 @@ export class MentionBox {
     else if (event.key === "ArrowUp") this.active = (this.active - 1 + n) % n;
     else if (event.key === "Enter" || event.key === "Tab") {
       if (event.shiftKey) return;
+      // The whole name is typed already: Enter sends, as it would without the list.
+      if (event.key === "Enter" && this.options[this.active].toLowerCase() === this.match.query.toLowerCase()) {
+        this.close();
+        return;
+      }
       this.pick(this.active);
     } else if (event.key === "Escape") this.close();
     else handled = false;
