@@ -206,7 +206,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 # Failed sign-ins are counted in the database (every process sees them) per address and, apart,
-# per account; at AXES_FAILURE_LIMIT the pair is refused (429) for AXES_COOLOFF_TIME hours.
+# per account: after AXES_FAILURE_LIMIT of either, sign-ins from that address or to that account
+# are refused (429) without checking the password, for AXES_COOLOFF_HOURS.
 # Daphne runs with --proxy-headers, so REMOTE_ADDR is the client's address behind Heroku's router.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_number("AXES_COOLOFF_HOURS", 0.25, minimum=0.001)

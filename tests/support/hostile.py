@@ -126,3 +126,41 @@ class DeafSocket:
         except OSError:
             pass
         self.sock.close()
+
+
+def form_post(
+    url: str,
+    form: Mapping[str, str],
+    *,
+    cookies: Mapping[str, str],
+    source: str = "127.0.0.1",
+    timeout: float = 30.0,
+) -> tuple[int, str]:
+    """POST a form from a chosen loopback address (127.0.0.0/8 is all ours): status, body.
+
+    Sends the Origin and Referer a browser on the page would send (Django's CSRF check).
+    """
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout, source_address=(source, 0)
+    )
+    origin = f"{parts.scheme}://{parts.netloc}"
+    try:
+        conn.request(
+            "POST",
+            parts.path,
+            body=urllib.parse.urlencode(form),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()),
+                "Origin": origin,
+                "Referer": url,
+            },
+        )
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
