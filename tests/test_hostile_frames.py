@@ -246,3 +246,31 @@ async def test_presence_forgets_every_socket_that_failed_or_closed(
     )
     fresh = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.bob_cookie)
     assert fresh.find("presence")[-1]["users"] == [p.bob]
+
+
+# --- 9. stops are limited per user ------------------------------------------------------------
+
+
+async def test_generation_stop_is_rate_limited_per_user(
+    daphne_pair: DaphnePair, ws_connect: WsConnect, unique: Any
+) -> None:
+    from consumers.actions.messages import STOPS_PER_MINUTE
+
+    p = await make_people(unique)
+    # The user's stops count on every process and socket together.
+    tabs = [
+        await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.alice_cookie),
+        await join(ws_connect, daphne_pair.b.ws_url, p.slug, p.alice_cookie),
+    ]
+    for i in range(STOPS_PER_MINUTE):
+        await tabs[i % 2].send({"type": "generation.stop"})
+    for tab in tabs:
+        await tab.expect_silence(0.5, "error")
+    mark = tabs[0].mark()
+    await tabs[0].send({"type": "generation.stop"})
+    refused = await tabs[0].wait_for("error", since=mark)
+    assert refused["code"] == "rate_limited" and refused["retry_after"] > 0
+    # Someone else may still stop the reply.
+    other = await join(ws_connect, daphne_pair.a.ws_url, p.slug, p.bob_cookie)
+    await other.send({"type": "generation.stop"})
+    await other.expect_silence(0.5, "error")
