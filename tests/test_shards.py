@@ -58,3 +58,27 @@ def test_adding_a_server_moves_rooms() -> None:
         for i in range(1, 3001)
     )
     assert 0.4 < moved / 3000 < 0.6, moved  # ranges, not a hash ring: about half move
+
+
+async def test_the_state_store_puts_each_room_on_its_server_with_tls_options_per_server() -> None:
+    from consumers.state.store import RedisStore
+
+    urls = ("rediss://a.example:6380", "redis://b.example:6379/0")
+    # The settings' options for the first server (rediss://): ssl_cert_reqs=None.
+    store = RedisStore(
+        urls[0], PREFIX, {"socket_timeout": 15, "ssl_cert_reqs": None}, room_urls=urls
+    )
+    seen = set()
+    for room_id in range(1, 60):
+        url = store.url_for_room(room_id)
+        assert url == room_url(room_id, urls, layer="pubsub", prefix=PREFIX)
+        kwargs = store.for_room(room_id).connection_pool.connection_kwargs
+        if url.startswith("rediss://"):
+            assert "ssl_cert_reqs" in kwargs and kwargs["ssl_cert_reqs"] is None
+        else:
+            assert "ssl_cert_reqs" not in kwargs  # redis:// would raise TypeError on it
+        assert kwargs["socket_timeout"] == 15
+        seen.add(url)
+    assert seen == set(urls)
+    global_kwargs = store.for_global().connection_pool.connection_kwargs
+    assert store.url == urls[0] and global_kwargs["ssl_cert_reqs"] is None
