@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 READ_RETRY_MAX = 2.0  # seconds between attempts to read from an unreachable channel layer
+REJOIN_DEDUPE = 1.0  # seconds: one rejoin of a room serves all its sockets' asks
 
 
 class Frame:
@@ -149,6 +150,7 @@ class RoomLink:
         self.channel: str | None = None  # in the room's group once joined
         self.reader: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()  # one membership change at a time
+        self.rejoined_at = -1e9  # loop time of the last rejoin
 
 
 class RoomFanout:
@@ -242,6 +244,27 @@ class RoomFanout:
                     await layer.group_add(room_group(room_id), link.channel)
                 elif link.outlets and self.links.get(room_id) is link:
                     await self._subscribe(layer, room_id, link)
+
+    async def rejoin_room(self, room_id: int, within: float = REJOIN_DEDUPE) -> None:
+        """Join one room's group again (each socket of the room asks; one join serves all the
+        asks within `within` seconds)."""
+        link = self.links.get(room_id)
+        layer = self.layer()
+        if link is None or layer is None:
+            return
+        clock = asyncio.get_running_loop().time
+        if clock() - link.rejoined_at < within:
+            return
+        async with link.lock:
+            if clock() - link.rejoined_at < within:
+                return  # another socket of the room did it while this one waited
+            if self.links.get(room_id) is not link or not link.outlets:
+                return
+            if link.channel is not None and link.reader is not None and not link.reader.done():
+                await layer.group_add(room_group(room_id), link.channel)
+            else:
+                await self._subscribe(layer, room_id, link)
+            link.rejoined_at = clock()  # only once it worked: a failed rejoin is retried
 
     def deliver(self, room_id: int, frame: Frame) -> None:
         """Write one room frame to each of the room's sockets here, in one loop."""

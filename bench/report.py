@@ -206,7 +206,10 @@ def plot(payload: dict[str, Any], path: Path) -> None:
         for k in ("stream200", "stream1000", "rooms50", "storm")
         if any(k in r for r in res.values())
     ]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.2))
+    fig, grid = plt.subplots(
+        1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.2), squeeze=False
+    )
+    axes = list(grid[0])
     colours = {"product": "tab:blue", "naive": "tab:red"}
     for ax, key in zip(axes, panels, strict=False):
         for app, r in res.items():

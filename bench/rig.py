@@ -120,6 +120,7 @@ class Rig:
         self.env: dict[str, str] = {}
         self.nice = 0
         self.profile_dir: Path | None = None  # py-spy each daphne for each scenario, into here
+        self.label = ""  # the application now served ("product", "naive"), for file names
 
     def start(self, seed_messages: int) -> None:
         self.redis.start()
@@ -208,7 +209,7 @@ class Rig:
             procs.append(
                 subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
-        time.sleep(0.5)  # attached
+        time.sleep(0.3)  # attached
         try:
             yield
         finally:

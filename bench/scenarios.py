@@ -133,13 +133,14 @@ def stream(
         sampler = Sampler(usage)
         redis_before = rig.redis_commands()
         busy = machine_busy()
-        sampler.start()
-        for w in workers:
-            w.send("GO")
-        extra = during() if during is not None else None
-        for w in workers:
-            w.expect("ENDED", timeout + 30)
-        wall = sampler.stop()
+        with rig.profiled(servers, f"{rig.label}-{name}-stream"):
+            sampler.start()
+            for w in workers:
+                w.send("GO")
+            extra = during() if during is not None else None
+            for w in workers:
+                w.expect("ENDED", timeout + 30)
+            wall = sampler.stop()
         machine = busy_cores_pct(busy, machine_busy())
         redis_after = rig.redis_commands()
         for w in workers:
