@@ -190,6 +190,12 @@ function setText(node, text) {
   if (node && node.textContent !== text) node.textContent = text;
 }
 
+const EMPTY_ROOM = {
+  always: "No messages yet. Say hello — Claude answers everyone in the room.",
+  mention: "No messages yet. Talk freely — Claude answers when someone writes @Claude.",
+  auto: "No messages yet. Say hello — Claude joins in when it is wanted, and always answers @Claude.",
+};
+
 export function renderGroupChrome(state, now) {
   const room = state.room;
   const chip = $("reply-mode");
@@ -199,6 +205,7 @@ export function renderGroupChrome(state, now) {
     chip.title = REPLY_MODES[mode] || "";
     chip.dataset.mode = mode;
   }
+  setText($("empty-room"), EMPTY_ROOM[room?.reply_mode] || EMPTY_ROOM.always);
   // The demo provider: one "Demo model" badge says it all (not "demo" three times).
   const demo = room?.provider === "demo";
   for (const id of ["room-model", "room-provider"]) {
