@@ -11,7 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from consumers import lifecycle  # noqa: E402
+from consumers import startup  # noqa: E402
 from consumers.origin import SameOriginValidator  # noqa: E402
 from consumers.routing import websocket_urlpatterns  # noqa: E402
 
@@ -24,5 +24,5 @@ application = ProtocolTypeRouter(
     }
 )
 
-lifecycle.announce_configuration()
-lifecycle.install_daphne_hooks()
+# This server process: its state, reply runner, presence and loops (started with daphne's reactor).
+process = startup.bring_up()

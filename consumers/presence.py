@@ -4,7 +4,8 @@ Announcements are debounced per room and process, and the set is read when the f
 not when the change happened: two joins on two processes then both publish the set that
 holds both (an announcement computed at join time could be published after a newer one and
 leave every tab with a stale list), and a crowd arriving at once costs a few frames a second
-instead of one frame per join to every tab already there.
+instead of one frame per join to every tab already there. The entries themselves live in the
+shared state (`consumers.state.presence`); this process refreshes its own sockets' entries.
 """
 
 from __future__ import annotations
@@ -14,53 +15,80 @@ import logging
 
 from . import protocol
 from .broadcast import broadcast
-from .state import shared_state
+from .sockets import SocketRegistry
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
 ANNOUNCE_DELAY = 0.2  # seconds a room's announcement waits for further joins and leaves
 
 
-async def users(room_id: int) -> list[str]:
-    """Sorted usernames connected to the room on any process ([] when unreadable)."""
-    try:
-        return await shared_state().presence.users(room_id)
-    except Exception as exc:
-        log.warning("presence of room %s unreadable: %s", room_id, exc)
-        return []
+class RoomPresence:
+    """Presence as this process's sockets see it: join, leave, refresh, announce."""
 
-
-async def join(room_id: int, conn_id: str, username: str) -> list[str]:
-    """Mark a connection present; the room hears of it if its set of people changed."""
-    before = await users(room_id)
-    try:
-        await shared_state().presence.join(room_id, conn_id, username)
-    except Exception as exc:
-        log.warning("presence join in room %s failed: %s", room_id, exc)
-    after = await users(room_id)
-    if after != before:
-        announcer().changed(room_id)
-    return after
-
-
-async def leave(room_id: int, conn_id: str) -> None:
-    """Forget a connection; the room hears of it if its set of people changed."""
-    before = await users(room_id)
-    try:
-        await shared_state().presence.leave(room_id, conn_id)
-    except Exception as exc:
-        log.warning("presence leave in room %s failed: %s", room_id, exc)
-        return
-    if await users(room_id) != before:
-        announcer().changed(room_id)
-
-
-class PresenceAnnouncer:
-    """Sends each changed room its `presence` once the changes have settled."""
-
-    def __init__(self, delay: float = ANNOUNCE_DELAY) -> None:
+    def __init__(self, state: SharedState, delay: float = ANNOUNCE_DELAY) -> None:
+        self.state = state
         self.delay = delay  # seconds between a change and its announcement
         self.pending: dict[int, asyncio.Task[None]] = {}  # rooms with an announcement due
+
+    async def users(self, room_id: int) -> list[str]:
+        """Sorted usernames connected to the room on any process ([] when unreadable)."""
+        try:
+            return await self.state.presence.users(room_id)
+        except Exception as exc:
+            log.warning("presence of room %s unreadable: %s", room_id, exc)
+            return []
+
+    async def join(self, room_id: int, conn_id: str, username: str) -> list[str]:
+        """Mark a connection present; the room hears of it if its set of people changed."""
+        before = await self.users(room_id)
+        try:
+            await self.state.presence.join(room_id, conn_id, username)
+        except Exception as exc:
+            log.warning("presence join in room %s failed: %s", room_id, exc)
+        after = await self.users(room_id)
+        if after != before:
+            self.changed(room_id)
+        return after
+
+    async def leave(self, room_id: int, conn_id: str) -> None:
+        """Forget a connection; the room hears of it if its set of people changed."""
+        before = await self.users(room_id)
+        try:
+            await self.state.presence.leave(room_id, conn_id)
+        except Exception as exc:
+            log.warning("presence leave in room %s failed: %s", room_id, exc)
+            return
+        if await self.users(room_id) != before:
+            self.changed(room_id)
+
+    async def refresh(self, sockets: SocketRegistry, announce: bool = False) -> None:
+        """Keep this process's connections present and drop those of dead processes.
+
+        `announce`: also tell each of our rooms who is there (after Redis lost the sets).
+        """
+        shared = self.state.presence
+        await shared.refresh([(e.room_id, e.socket.conn_id, e.username) for e in sockets.all()])
+        for room_id in await shared.rooms():
+            before = await shared.users(room_id)
+            if await shared.expire(room_id) and await shared.users(room_id) != before:
+                self.changed(room_id)
+        if announce:
+            for room_id in sockets.rooms():
+                await self.announce(room_id)
+
+    async def leave_all(self, sockets: SocketRegistry) -> None:
+        """Take this process's connections out of presence and tell their rooms (shutdown).
+
+        Daphne cancels the consumers on SIGTERM without running `disconnect`, so without
+        this the people of a stopping process would linger in the list until they expire.
+        """
+        rooms = sockets.rooms()
+        for entry in sockets.all():
+            await self.state.presence.leave(entry.room_id, entry.socket.conn_id)
+        sockets.clear()
+        for room_id in rooms:
+            await self.announce(room_id)
 
     def changed(self, room_id: int) -> None:
         """Called after a join or leave changed the room's set: announce it soon, once."""
@@ -76,35 +104,14 @@ class PresenceAnnouncer:
         finally:
             if self.pending.get(room_id) is asyncio.current_task():
                 del self.pending[room_id]
-        await announce(room_id)
+        await self.announce(room_id)
 
-    async def flush(self) -> None:
-        """Send every due announcement now (the process is about to stop)."""
-        due = list(self.pending)
+    async def announce(self, room_id: int) -> None:
+        """Tell the room who is there now."""
+        await broadcast(room_id, protocol.presence(await self.users(room_id)))
+
+    def cancel_pending(self) -> None:
+        """Drop due announcements (the process stops)."""
         for task in self.pending.values():
             task.cancel()
         self.pending.clear()
-        for room_id in due:
-            await announce(room_id)
-
-
-async def announce(room_id: int) -> None:
-    """Tell the room who is there now."""
-    await broadcast(room_id, protocol.presence(await users(room_id)))
-
-
-_announcer: PresenceAnnouncer | None = None
-
-
-def announcer() -> PresenceAnnouncer:
-    """This process's announcer."""
-    global _announcer
-    if _announcer is None:
-        _announcer = PresenceAnnouncer()
-    return _announcer
-
-
-def reset_announcer() -> None:
-    """Forget the announcer (tests start each case as a fresh process)."""
-    global _announcer
-    _announcer = None

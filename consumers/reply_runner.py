@@ -11,36 +11,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chatsite.llm.base import ChatRequest
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors
 from chatsite.usage.logs import new_request_id, request_id_var
 
 from . import reply_ending, reply_request
+from .current import current_process
 from .reply_job import ReplyJob
-from .state import SharedState, shared_state
-from .summaries import summarizer
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_STORE_TIMEOUT = 5.0  # seconds to store replies directly when their ending hangs
 
+# (room_id, reply_id, request) of a reply that ran to its end.
+AfterReply = Callable[[int, int, ChatRequest], None]
+
 
 class ReplyRunner:
     """This process's running replies, by room."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: SharedState, after_reply: AfterReply | None = None) -> None:
+        self.state = state
+        # Called when a reply ran to its end (not at shutdown): the summarizer's folds.
+        self.after_reply = after_reply
         self.jobs: dict[int, ReplyJob] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.tokens: dict[int, str] = {}  # the lock token of each room we run a reply in
         self.shutting_down = False
-
-    @property
-    def state(self) -> SharedState:
-        return shared_state()
 
     async def request(self, room_id: int) -> bool:
         """Start the room's next reply here unless one runs (anywhere); True if it started."""
@@ -116,9 +120,9 @@ class ReplyRunner:
         if self.shutting_down:
             job.end_early("interrupted")
         await job.run()
-        if not self.shutting_down:
+        if not self.shutting_down and self.after_reply is not None:
             # Long rooms: fold old turns into the summary in the background, never in the way.
-            summarizer().after_reply(room_id, message_id, request)
+            self.after_reply(room_id, message_id, request)
 
     async def _keep_lock(self, room_id: int, token: str) -> None:
         """Renew the room's lock while the reply runs, and notice if the room moved on.
@@ -206,18 +210,6 @@ class ReplyRunner:
                 )
 
 
-_runner: ReplyRunner | None = None
-
-
 def reply_runner() -> ReplyRunner:
-    """This process's reply runner."""
-    global _runner
-    if _runner is None:
-        _runner = ReplyRunner()
-    return _runner
-
-
-def reset_reply_runner() -> None:
-    """Forget the runner (tests start each case with a fresh one)."""
-    global _runner
-    _runner = None
+    """This process's reply runner (`current_process().runner`)."""
+    return current_process().runner

@@ -1,17 +1,15 @@
 """The websocket of one tab in one room (`/ws/rooms/<slug>/`): parse a frame, call one
-function, send. What frames do lives in `consumers.actions`; replies in `consumers.reply_runner`."""
+function, send. What frames do lives in `consumers.actions`; replies in `consumers.reply_runner`;
+the Channels overrides in `consumers.base`; the process it belongs to in `consumers.process`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,21 +19,20 @@ from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 from chatsite.usage import live as live_metrics
 
-from . import actions, lifecycle, presence, protocol, socket_limits, transport
+from . import actions, protocol, socket_limits, transport
 from .actions.members import lost_access, site_origin
 from .actions.messages import snapshot
-from .broadcast import BROADCAST_EVENT, room_group
+from .base import RoomchatConsumerBase
+from .broadcast import room_group
+from .current import current_process
+from .process import RoomchatProcess
 from .protocol import FrameError
 from .sync_gate import SyncGate
 
 log = logging.getLogger(__name__)
 
-LAYER_RETRY_MAX = 2.0  # seconds between attempts to read from an unreachable channel layer
 
-LayerReceive = Callable[[], Awaitable[dict[str, Any]]]
-
-
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(RoomchatConsumerBase):
     """One browser tab connected to a room."""
 
     room: Room | None = None
@@ -44,38 +41,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     dropped = False  # the client stopped reading and its connection was aborted
     sync_gate: SyncGate | None = None  # the pace of this socket's `sync` answers
     flood: socket_limits.FloodGuard  # this socket's `rate_limited` refusals (4429 past a limit)
-    _layer_receive: LayerReceive | None = None
-
-    # Channels sets `channel_receive` (the read from the channel layer) at the start of every
-    # connection and lets any exception from it end the consumer: with the core layer a Redis
-    # restart would close every socket with 1011 and a traceback. Wrapped, the read waits for
-    # Redis instead; the lifecycle watcher rejoins the groups and resends snapshots after.
-    @property
-    def channel_receive(self) -> LayerReceive:
-        assert self._layer_receive is not None
-        return self._layer_receive
-
-    @channel_receive.setter
-    def channel_receive(self, receive: LayerReceive) -> None:
-        async def patient_receive() -> dict[str, Any]:
-            delay = 0.1
-            while True:
-                try:
-                    return await receive()
-                except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
-                    log.debug("channel layer unreadable, retrying: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, LAYER_RETRY_MAX)
-
-        self._layer_receive = patient_receive
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Called for every event; room broadcasts skip Channels' per-message DB cleanup hop."""
-        if message.get("type") == BROADCAST_EVENT:
-            # Forwarding a pre-encoded frame touches no database: no thread hop per delta.
-            await self.room_broadcast(message)
-            return
-        await super().dispatch(message)
+    process: RoomchatProcess  # set once admitted: the server process serving this socket
 
     # Whatever connect or receive raise, the socket closes and disconnect's clean-up runs: an
     # exception escaping to Channels would end the consumer with 1011, a traceback, and no
@@ -136,10 +102,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_TRY_AGAIN)
             return
         self.room = room
-        lifecycle.track(self, room.pk, user.username)
+        self.process = current_process()
+        self.process.sockets.add(self, room.pk, user.pk, user.username)
         live_metrics.sockets.opened()  # roomchat_websockets_open (chatsite.usage.live)
         await self.send_frame(await snapshot(room.pk, user))
-        users = await presence.join(room.pk, self.conn_id, user.username)
+        users = await self.process.presence.join(room.pk, self.conn_id, user.username)
         await self.send_frame(protocol.presence(users))
 
     async def disconnect(self, code: int) -> None:
@@ -155,7 +122,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, self.room = self.room, None
         if room is None:
             return
-        lifecycle.untrack(self)
+        self.process.sockets.remove(self)
         live_metrics.sockets.closed()
         group, self.group = self.group, None
         if group is not None:
@@ -164,7 +131,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             except Exception as exc:
                 log.debug("group discard failed: %s", exc)
         try:
-            await presence.leave(room.pk, self.conn_id)
+            await self.process.presence.leave(room.pk, self.conn_id)
         except Exception as exc:  # Redis down: the entry expires with this process's refresh
             log.info("presence leave in room %s failed: %s", room.pk, exc)
 
@@ -262,7 +229,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def rejoin_group(self) -> None:
         """Join the room's group again: after Redis lost it, or before it expires (core layer).
 
-        The lifecycle watcher sends the snapshot that heals what was missed meanwhile.
+        `consumers.recovery` sends the snapshot that heals what was missed meanwhile.
         """
         if self.group is None or self.room is None:
             return

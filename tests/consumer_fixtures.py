@@ -23,11 +23,8 @@ from django.test import Client
 from chatsite.asgi import application
 from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Room
-from consumers import lifecycle
-from consumers.presence import reset_announcer
-from consumers.reply_runner import reply_runner, reset_reply_runner
-from consumers.state import use_shared_state
-from consumers.summaries import reset_summarizer, summarizer
+from consumers import current
+from consumers.process import ProcessConfig, RoomchatProcess
 from tests.fakes import FakeAnthropic, FakeOpenAI
 
 __all__ = [
@@ -48,28 +45,27 @@ INFERENCE_KEY = "inference-test-key"
 
 
 @contextlib.asynccontextmanager
-async def fresh_process_state() -> AsyncIterator[None]:
-    """A fresh server process inside: no runner, no summarizer, no shared state, no layer."""
-    use_shared_state(None)
-    reset_reply_runner()
-    reset_summarizer()
-    reset_announcer()
+async def fresh_process_state() -> AsyncIterator[RoomchatProcess]:
+    """A fresh server process inside, from the settings as they are now, started on this
+    test's event loop; a fresh channel layer and provider too."""
     channel_layers.backends = {}
     get_provider.cache_clear()
-    yield
+    process = RoomchatProcess(ProcessConfig.from_settings())
+    current.install(process)
+    process.start()
+    yield process
     # Like SIGTERM: replies still running end as interrupted before the loop goes away.
-    await reply_runner().shutdown(timeout=5)
-    reset_summarizer()
-    lifecycle.services_for_process().stop()
-    lifecycle.services_for_process().connections.clear()
+    await process.runner.shutdown(timeout=5)
+    process.stop()
+    current.install(None)
     get_provider.cache_clear()
 
 
 @pytest.fixture(autouse=True)
-async def fresh_process() -> AsyncIterator[None]:
-    """Each test is a fresh server process: no runner, no summarizer, no shared state."""
-    async with fresh_process_state():
-        yield
+async def fresh_process() -> AsyncIterator[RoomchatProcess]:
+    """Each test is a fresh server process (`consumers.process.RoomchatProcess`)."""
+    async with fresh_process_state() as process:
+        yield process
 
 
 @pytest.fixture(scope="session")
@@ -224,4 +220,4 @@ async def connect() -> AsyncIterator[Connect]:
 
 async def summaries_idle() -> None:
     """Wait for this process's background folds to end."""
-    await summarizer().idle()
+    await current.current_process().summarizer.idle()

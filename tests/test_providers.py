@@ -18,7 +18,7 @@ from chatsite.llm.errors import ConfigurationError, LLMError, RetryableError, St
 from chatsite.llm.heroku_provider import HerokuProvider
 from chatsite.llm.registry import get_provider
 from chatsite.rooms.models import Message, Room
-from consumers.summaries import Summarizer
+from consumers.summarizer import Summarizer
 from tests.consumer_fixtures import *  # noqa: F403
 from tests.consumer_fixtures import INFERENCE_KEY, INFERENCE_MODEL_ID, Connect, Tab
 from tests.fakes import Fail, FakeAnthropic, FakeOpenAI, Reply

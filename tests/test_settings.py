@@ -71,14 +71,14 @@ def test_serving_without_redis_warns_that_only_one_process_is_supported() -> Non
     code, _, output = load_settings("import chatsite.asgi\n", **SECRET)
     assert code == 0, output
     [warning] = [line for line in output.splitlines() if "REDIS_URL is not set" in line]
-    assert " WARNING consumers.lifecycle " in warning and "ONE process" in warning
+    assert " WARNING consumers.startup " in warning and "ONE process" in warning
 
 
 def test_make_run_hears_the_single_process_note_as_advice_not_a_warning() -> None:
     code, _, output = load_settings("import chatsite.asgi\n", DJANGO_DEBUG="1")
     assert code == 0, output
     [note] = [line for line in output.splitlines() if "REDIS_URL is not set" in line]
-    assert " INFO consumers.lifecycle " in note, note
+    assert " INFO consumers.startup " in note, note
     assert "ONE process" in note and "REDIS_URL=redis://" in note
 
 

@@ -16,8 +16,8 @@ from django.contrib.auth.models import User
 
 from chatsite.llm.summary import SUMMARIZER_SYSTEM, SUMMARY_HEADING, SUMMARY_MAX_TOKENS
 from chatsite.rooms.models import Message, Room
-from consumers.state import SharedState, memory_state, redis_state, use_shared_state
-from consumers.summaries import LOCK_TTL, Summarizer, summarizer
+from consumers.state import SharedState, memory_state, redis_state
+from consumers.summarizer import LOCK_TTL, Summarizer, summarizer
 from tests.consumer_fixtures import *  # noqa: F403
 from tests.consumer_fixtures import INFERENCE_MODEL_ID, Connect, Tab
 from tests.fakes import Fail, FakeAnthropic, FakeOpenAI, Reply
@@ -264,7 +264,6 @@ def shared(request: pytest.FixtureRequest) -> SharedState:
         state = redis_state(
             server.url, prefix, django_settings.REDIS_OPTIONS or {"socket_timeout": 15}
         )
-    use_shared_state(state)  # what shared_state() hands out until the next reset
     return state
 
 
@@ -279,7 +278,7 @@ async def test_one_summarizer_per_room_across_processes(
     fake = use_fake_anthropic
     rows = await seed(room, alice[0], bob[0], exchanges=13)
     fake.queue(Reply(chunks=[SUMMARY_TEXT], first_delay=0.5))
-    process_a, process_b = Summarizer(), Summarizer()
+    process_a, process_b = Summarizer(shared), Summarizer(shared)
     results = await asyncio.gather(
         process_a.fold(room.pk, rows[-1].pk), process_b.fold(room.pk, rows[-1].pk)
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..current import current_process
 from .breaker import BreakerState, MemoryBreakerState, RedisBreakerState
 from .limits import MemoryRateLimits, RateLimits, RedisRateLimits
 from .livetext import LiveText, LiveTexts, MemoryLiveTexts, RedisLiveTexts
@@ -32,8 +33,6 @@ __all__ = [
     "memory_state",
     "redis_state",
     "shared_state",
-    "state_from_settings",
-    "use_shared_state",
 ]
 
 
@@ -79,27 +78,6 @@ def memory_state() -> SharedState:
     )
 
 
-def state_from_settings() -> SharedState:
-    """Redis when REDIS_URL is set, else memory."""
-    from django.conf import settings
-
-    if settings.REDIS_URL:
-        return redis_state(settings.REDIS_URL, settings.REDIS_KEY_PREFIX, settings.REDIS_OPTIONS)
-    return memory_state()
-
-
-_state: SharedState | None = None
-
-
 def shared_state() -> SharedState:
-    """This process's shared state (built from the settings on first use)."""
-    global _state
-    if _state is None:
-        _state = state_from_settings()
-    return _state
-
-
-def use_shared_state(state: SharedState | None) -> None:
-    """Make `state` this process's (None: build it again from the settings on next use)."""
-    global _state
-    _state = state
+    """This server process's shared state (`current_process().state`)."""
+    return current_process().state

@@ -122,7 +122,7 @@ def test_demo_summary_is_deterministic_and_bounded_across_folds() -> None:
 
 def test_short_rooms_do_not_even_look_for_a_fold(settings) -> None:
     from chatsite.llm.base import ChatRequest, Turn
-    from consumers.summaries import may_need_fold
+    from consumers.summarizer import may_need_fold
 
     settings.LLM_CONTEXT_WINDOW, settings.LLM_MAX_TOKENS = 20_000, 500
     short = ChatRequest("m", "Be brief.", (Turn("user", "alice: hi"),), 500)

@@ -1,6 +1,6 @@
 """Long rooms: fold old turns into the room's running summary in a background task.
 
-After each reply the runner calls `summarizer().after_reply(...)`. That returns at once; a task
+After each reply the runner calls `Summarizer.after_reply(...)`. That returns at once; a task
 decides (chatsite.llm.summary.plan_fold), takes the room's summary lock (one summarizer per
 room across processes), asks the provider's cheap model for the updated summary and stores it
 with a compare-and-set. Replies never wait for it: until the fold lands they use the previous
@@ -38,7 +38,8 @@ from chatsite.usage.charging import metered
 
 from . import protocol
 from .broadcast import broadcast
-from .state import shared_state
+from .current import current_process
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ def may_need_fold(request: ChatRequest) -> bool:
 class Summarizer:
     """This process's background folds, at most one per room."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: SharedState) -> None:
+        self.state = state  # the summary locks
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.retry_at: dict[int, float] = {}  # rooms whose last fold failed: not before then
 
@@ -142,7 +144,7 @@ class Summarizer:
         """Fold now if the room needs it; True when a new summary was stored."""
         if await plan(room_id, reply_id) is None:
             return False
-        state = shared_state()
+        state = self.state
         token = uuid.uuid4().hex
         if not await state.summary_locks.acquire(room_id, token, LOCK_TTL):
             return False  # another process is folding this room
@@ -188,20 +190,6 @@ class Summarizer:
             task.cancel()
 
 
-_summarizer: Summarizer | None = None
-
-
 def summarizer() -> Summarizer:
-    """This process's summarizer."""
-    global _summarizer
-    if _summarizer is None:
-        _summarizer = Summarizer()
-    return _summarizer
-
-
-def reset_summarizer() -> None:
-    """Forget the summarizer (tests start each case with a fresh one), cancelling its folds."""
-    global _summarizer
-    if _summarizer is not None:
-        _summarizer.cancel_all()
-    _summarizer = None
+    """This process's summarizer (`current_process().summarizer`)."""
+    return current_process().summarizer
