@@ -48,6 +48,20 @@ def post_as(slug: str, username: str, text: str) -> int:
     return message.pk
 
 
+CSP_WATCH = """
+  window.__csp = [];
+  document.addEventListener("securitypolicyviolation", (e) => {
+    window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+  });
+"""
+
+
+def csp_violations(page: Page) -> list[str]:
+    """What the page's Content-Security-Policy refused so far (inline styles, scripts…)."""
+    found: list[str] = page.evaluate("window.__csp")
+    return found
+
+
 def set_mode(slug: str, mode: str) -> None:
     from chatsite.rooms.models import Room
 
@@ -73,6 +87,8 @@ def test_mention_mode_picker_highlight_and_whom_a_reply_answers(
     unique: Callable[[str], str],
 ) -> None:
     alice, bob = person("alice"), person("bob")
+    for someone in (alice, bob):
+        someone.context.add_init_script(CSP_WATCH)
     slug = unique("mention")
     in_db_thread(make_room, slug, alice.username)
     a = alice.open_room(daphne_pair.a, slug)
@@ -127,6 +143,8 @@ def test_mention_mode_picker_highlight_and_whom_a_reply_answers(
         expect(
             tab.locator("#messages .message[data-role=user]").nth(2).locator(".mention.is-claude")
         ).to_have_text("@Claude")
+    # Everything above ran under the strict CSP: no inline style or script was refused.
+    assert csp_violations(a) == [] and csp_violations(b) == []
 
 
 def test_regenerate_the_newest_reply_keeps_the_earlier_version_folded(
