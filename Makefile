@@ -56,7 +56,7 @@ check: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	# The Django plugin loads settings, which need a secret key when debug is off.
-	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-mypy-only} $(VENV)/bin/mypy chatsite consumers
+	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-mypy-only} $(VENV)/bin/mypy chatsite consumers tests
 
 format: install
 	$(VENV)/bin/ruff format .

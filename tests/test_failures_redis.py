@@ -154,7 +154,9 @@ async def test_redis_killed_and_restarted_mid_reply_recovers_without_restarting_
         "generation.finished", since=since_b, message_id=after_outage["message_id"]
     )
     assert (answer["status"], answer["text"]) == ("complete", "answered after the outage")
-    assert outage_text in json.dumps(fake_anthropic.requests[-1].body["messages"][-1])
+    request_body = fake_anthropic.requests[-1].body
+    assert request_body is not None
+    assert outage_text in json.dumps(request_body["messages"][-1])
 
     # The room works again from either side, without restarting daphne.
     for process in (a, b):

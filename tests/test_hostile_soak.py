@@ -221,7 +221,7 @@ class HonestRoom:
                     "message.created",
                     since=mark,
                     timeout=30,
-                    where=lambda f, cid=cid: f["message"]["client_msg_id"] == cid,
+                    where=_with_client_msg_id(cid),
                 )
                 assert created["message"]["text"] == f"hello {cid}"
             views = await asyncio.gather(
@@ -304,3 +304,8 @@ async def test_hostile_mix_leaves_honest_tabs_whole_and_processes_as_they_were(
     for server, offset in zip(daphne_pair, offsets, strict=True):
         log = server.log_since(offset)
         assert "Traceback" not in log and "Exception inside application" not in log, log[-5000:]
+
+
+def _with_client_msg_id(cid: str) -> Callable[[dict[str, Any]], bool]:
+    """A `wait_for` filter: the `message.created` of the message sent with `cid`."""
+    return lambda frame: bool(frame["message"]["client_msg_id"] == cid)

@@ -222,8 +222,8 @@ async def test_production_start_serves_pages_static_files_and_streams(
         assert snapshot["user"] == {"username": admin} and snapshot["generation"] is None
         mark = sock.mark()
         await sock.send({"type": "message.send", "text": "hello, production"})
-        created = await sock.wait_for("message.created")
-        assert created["message"]["text"] == "hello, production"
+        stored = await sock.wait_for("message.created")
+        assert stored["message"]["text"] == "hello, production"
         view = await follow_reply(sock, since=mark, heal=False, silence_sync=None)
         assert view.check() == "Served in production mode."
         assert view.finished is not None and view.finished["status"] == "complete"

@@ -41,6 +41,10 @@ class Violations:
         page.on("console", self._console)
         return page
 
+    def on_page(self, page: Page) -> None:
+        """`context.on("page", ...)`: watch every page the context opens."""
+        self.watch(page)
+
     def _console(self, message: ConsoleMessage) -> None:
         if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
             self.found.append(message.text)
@@ -58,7 +62,7 @@ def test_pages_work_in_chromium_without_a_csp_violation(
     violations = Violations()
     alice = person("alice")
     alice.context.add_init_script(WATCH)
-    alice.context.on("page", violations.watch)
+    alice.context.on("page", violations.on_page)
     server = daphne_pair.a
     alice.context.add_cookies([{"name": "sessionid", "value": alice.session, "url": server.url}])
 

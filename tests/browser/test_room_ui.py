@@ -28,6 +28,8 @@ from tests.fakes import Fail, Reply, word_chunks
 from tests.support import REPO_ROOT
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Dialog
+
     from tests.browser.conftest import PersonFactory
     from tests.conftest import DaphneFactory, DaphnePair
     from tests.fakes.anthropic_api import FakeAnthropic
@@ -155,7 +157,12 @@ def test_model_output_cannot_run_script_and_is_shown_as_text(
     alice = person("alice")
     page = alice.open_room(daphne_pair.a, unique("room"))
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
 
     send(page, f"Echo this: {img} {script}")
     reply = expect_reply_done(page, "complete")

@@ -57,7 +57,7 @@ def check(text: str) -> None:
         assert exc.code in ERROR_CODES
         assert protocol.encode(exc.frame())  # the error frame itself can be sent
         return
-    for field in fields(frame):  # type: ignore[arg-type]
+    for field in fields(frame):
         value: Any = getattr(frame, field.name)
         if isinstance(value, str):
             assert not UNSTORABLE.search(value), (field.name, value)
