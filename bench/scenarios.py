@@ -49,13 +49,14 @@ def quantiles(values: list[float]) -> list[float | None]:
 def tabs_for(
     rig: Rig, servers: list[DaphneProcess], rooms: list[str], per_room: int, first_user: int
 ) -> list[dict[str, Any]]:
-    """Tab specs: `per_room` tabs in each room, tab i of a room on process i mod N, one user
-    (session) per tab starting at `first_user`."""
+    """Tab specs: `per_room` tabs in each room, alternating over the processes (the first tab
+    of room r, which sends its message, on process r mod N, so that replies run on every
+    process), one user (session) per tab starting at `first_user`."""
     tabs = []
     user = first_user
-    for room in rooms:
-        for _ in range(per_room):
-            server = servers[len(tabs) % len(servers)]
+    for r, room in enumerate(rooms):
+        for i in range(per_room):
+            server = servers[(r + i) % len(servers)]
             tabs.append(
                 {
                     "index": len(tabs),

@@ -220,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=N", help="override a Plan size"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the product's servers (e.g. STREAM_FLUSH_MS=10, REDIS_CHANNEL_LAYER=core)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     kinds = {f.name: f.type for f in fields(Plan)}
@@ -256,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             target = PRODUCT_APP if app == "product" else NAIVE_APP
             if app == "product" and args.app:
                 target = args.app
+            extra = dict(item.partition("=")[::2] for item in args.env) if app == "product" else {}
+            rig.env.update(extra)
             results[app] = run_app(rig, target, plan, only, say)
+            for name in extra:
+                rig.env.pop(name, None)
         failed = [
             f"{app}/{key}"
             for app, res in results.items()
@@ -274,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "code_commit": rig.commit,
         "database": args.db,
         "product_app": args.app or PRODUCT_APP,
+        "product_env": args.env,
         "environment": {
             **environment(),
             "machine": platform.processor() or platform.machine(),
