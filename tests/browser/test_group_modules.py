@@ -268,7 +268,7 @@ def test_reducer_reactions_superseded_stopped_by_and_room_change_lines(page: Pag
     assert result["stoppedBy"] == "bob"
     assert result["notes"] == [
         [4, "alice switched the model to m2"],
-        [4, "alice changed when Claude replies: claude answers when mentioned"],
+        [4, "alice set Claude to answer only when mentioned"],
         [4, "alice changed Claude's instructions"],
     ]
     assert result["people"] == ["alice", "bob", "carol"]

@@ -102,7 +102,7 @@ def test_mention_mode_picker_highlight_and_whom_a_reply_answers(
     for tab in (a, b):
         expect(tab.locator("#reply-mode")).to_have_text("@mention")
         expect(tab.locator("#messages .room-note")).to_have_text(
-            f"{alice.username} changed when Claude replies: claude answers when mentioned"
+            f"{alice.username} set Claude to answer only when mentioned"
         )
 
     # Friends talk without Claude cutting in; a mention of alice is highlighted for her.

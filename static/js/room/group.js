@@ -24,6 +24,8 @@ function patchMessage(messages, id, changes) {
   return next;
 }
 
+const ANSWERS = { always: "every message", mention: "only when mentioned", auto: "when it is wanted" };
+
 /** What changed between two Room objects, as quiet lines for the conversation. */
 export function diffRoom(prev, next) {
   if (!prev || !next) return [];
@@ -34,8 +36,7 @@ export function diffRoom(prev, next) {
     lines.push(next.system_prompt ? `${who} changed Claude's instructions` : `${who} cleared Claude's instructions`);
   }
   if (prev.reply_mode !== next.reply_mode && next.reply_mode) {
-    const mode = REPLY_MODES[next.reply_mode] || next.reply_mode;
-    lines.push(`${who} changed when Claude replies: ${mode.charAt(0).toLowerCase()}${mode.slice(1)}`);
+    lines.push(`${who} set Claude to answer ${ANSWERS[next.reply_mode] || next.reply_mode}`);
   }
   if (prev.title !== next.title && next.title) lines.push(`${who} renamed the room to “${next.title}”`);
   return lines;
