@@ -9,8 +9,10 @@ from consumers.reply_policy import MAX_RETRY_DELAY, backoff_delay
 
 def test_the_delay_doubles_per_attempt_with_jitter_in_the_upper_half() -> None:
     rng = random.Random(7)
-    for attempt in range(2, 8):
-        ceiling = min(MAX_RETRY_DELAY, 1.0 * 2 ** (attempt - 2))
+    # Attempt 2 (the first retry) waits up to the base (1 s); each next one doubles; 30 s cap.
+    ceilings = {2: 1.0, 3: 2.0, 4: 4.0, 5: 8.0, 6: 16.0, 7: 30.0}
+    assert MAX_RETRY_DELAY == 30.0
+    for attempt, ceiling in ceilings.items():
         delays = [backoff_delay(attempt, 1.0, None, rng) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
