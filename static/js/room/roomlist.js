@@ -41,13 +41,13 @@ export class RoomList {
   async refresh() {
     try {
       const response = await fetch(this.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (!response.ok) return;
+      if (!response.ok) return this.draw();
       const body = await response.json();
       this.rooms = Array.isArray(body.rooms) ? body.rooms : [];
       this.limit = body.limit || this.limit;
     } catch (err) {
       console.warn("room list:", err);
-      return;
+      return this.draw(); // at least the room on screen
     }
     // A room this browser has never shown starts read, from its newest message.
     for (const room of this.rooms) {
@@ -66,6 +66,7 @@ export class RoomList {
     if (visible && state.synced && newest !== null && (this.seen[this.slug] ?? -1) < newest) {
       this.seen = markSeen(this.slug, newest);
     }
+    if (!this.drawn) this.draw(); // the list shows this room even before the endpoint answers
     const here = visible ? 0 : unseenInRoom(state.messages, this.seen[this.slug], state.me);
     return here + this.othersUnread;
   }
@@ -85,6 +86,7 @@ export class RoomList {
       return { room, current, unread };
     });
     this.othersUnread = others;
+    this.drawn = items.length > 0;
     const joined = JSON.stringify(key);
     if (this.list.dataset.key === joined) return;
     this.list.dataset.key = joined;
