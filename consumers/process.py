@@ -15,6 +15,9 @@ from typing import Any
 
 from chatsite.llm.base import ChatRequest
 
+from . import session_watch
+from .fanout import RoomFanout
+from .fresh_reads import FreshReads
 from .layer_probe import rejoin_interval
 from .loops import BackgroundLoops
 from .presence import RoomPresence
@@ -68,6 +71,10 @@ class RoomchatProcess:
             )
         self.state = state
         self.sockets = SocketRegistry()
+        # Room frames from the layer, written to this process's sockets of the room in one loop.
+        self.fanout = RoomFanout()
+        # The shared part of `room.snapshot`, one read per room for all who asked before it began.
+        self.snapshots: FreshReads[int, dict[str, Any]] = FreshReads(_room_snapshot)
         self.presence = RoomPresence(state)
         self.summarizer = Summarizer(state)
         self.runner = ReplyRunner(state, after_reply=self._after_reply)
@@ -91,6 +98,9 @@ class RoomchatProcess:
     async def refresh_presence(self) -> None:
         await self.presence.refresh(self.sockets)
 
+    async def close_ended_sessions(self) -> None:
+        await session_watch.close_ended(self.sockets)
+
     def start(self) -> None:
         """Start the background loops on the running event loop (once)."""
         if self.loops.running:
@@ -104,6 +114,8 @@ class RoomchatProcess:
             self.loops.every(rejoin, self.sockets.rejoin_all, first_after=rejoin)
             if self.recovery is not None:
                 self.loops.every(cfg.redis_watch_every, self.recovery.watch)
+            # Sockets whose session ended close with 4401 (SPEC §6; consumers/session_watch.py).
+            self.loops.every(session_watch.CHECK_EVERY, self.close_ended_sessions)
         self.loops.start()
 
     async def shutdown(self) -> None:
@@ -122,7 +134,14 @@ class RoomchatProcess:
     def stop(self) -> None:
         """Cancel the loops, background folds and pending announcements (no clean-up)."""
         self.loops.stop()
+        self.fanout.stop()
         self.summarizer.cancel_all()
         self.presence.cancel_pending()
         if self.recovery is not None:
             self.recovery.close()
+
+
+async def _room_snapshot(room_id: int) -> dict[str, Any]:
+    from .actions.messages import room_snapshot  # actions import the process's parts
+
+    return await room_snapshot(room_id)

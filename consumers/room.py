@@ -21,12 +21,14 @@ from chatsite.usage import live as live_metrics
 
 from . import actions, protocol, socket_limits, transport
 from .actions.members import lost_access, site_origin
-from .actions.messages import snapshot
+from .actions.messages import personalize
 from .base import RoomchatConsumerBase
 from .broadcast import room_group
 from .current import current_process
+from .outlet import Outlet
 from .process import RoomchatProcess
 from .protocol import FrameError
+from .session_watch import still_signed_in
 from .sync_gate import SyncGate
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class RoomConsumer(RoomchatConsumerBase):
     sync_gate: SyncGate | None = None  # the pace of this socket's `sync` answers
     flood: socket_limits.FloodGuard  # this socket's `rate_limited` refusals (4429 past a limit)
     process: RoomchatProcess  # set once admitted: the server process serving this socket
+    outlet: Outlet | None = None  # where the process's fan-out writes this socket's room frames
 
     # Whatever connect or receive raise, the socket closes and disconnect's clean-up runs: an
     # exception escaping to Channels would end the consumer with 1011, a traceback, and no
@@ -92,20 +95,32 @@ class RoomConsumer(RoomchatConsumerBase):
             await self.close(code=refusal)
             return
         self.flood = socket_limits.FloodGuard()
-        self.group = room_group(room.pk)
+        self.process = current_process()
+        # Room frames reach this socket through the process's fan-out (consumers/fanout.py),
+        # held back until its snapshot is sent: joined before the snapshot is read, so no
+        # frame falls between the two.
+        outlet = Outlet(
+            self.base_send,
+            user.username,
+            settings.WS_MAX_BACKLOG_BYTES,
+            str(room.pk),
+            self.dispatch,
+        )
         try:
-            # Join before reading the snapshot, so no delta falls between the two.
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.process.fanout.join(room.pk, outlet)
         except Exception as exc:
             log.warning("cannot join room %s's group: %s", room.pk, exc)
-            self.group = None
             await self.close(code=protocol.CLOSE_TRY_AGAIN)
             return
+        self.outlet = outlet
+        self.group = room_group(room.pk)
         self.room = room
-        self.process = current_process()
         self.process.sockets.add(self, room.pk, user.pk, user.username)
         live_metrics.sockets.opened()  # roomchat_websockets_open (chatsite.usage.live)
-        await self.send_frame(await snapshot(room.pk, user))
+        # The room's part is read once for every tab that asked before the read began.
+        shared = await self.process.snapshots.get(room.pk)
+        await self.send_frame(await personalize(shared, room.pk, user))
+        outlet.release()
         users = await self.process.presence.join(room.pk, self.conn_id, user.username)
         await self.send_frame(protocol.presence(users))
 
@@ -124,12 +139,10 @@ class RoomConsumer(RoomchatConsumerBase):
             return
         self.process.sockets.remove(self)
         live_metrics.sockets.closed()
-        group, self.group = self.group, None
-        if group is not None:
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception as exc:
-                log.debug("group discard failed: %s", exc)
+        self.group = None
+        outlet, self.outlet = self.outlet, None
+        if outlet is not None:
+            self.process.fanout.leave(room.pk, outlet)
         try:
             await self.process.presence.leave(room.pk, self.conn_id)
         except Exception as exc:  # Redis down: the entry expires with this process's refresh
@@ -163,6 +176,10 @@ class RoomConsumer(RoomchatConsumerBase):
             if self.sync_gate is None:
                 self.sync_gate = SyncGate(ctx.user.pk)
             await self.sync_gate.request(lambda: actions.dispatch(ctx, frame))
+            return
+        if isinstance(frame, protocol.SendMessage) and not await still_signed_in(self, ctx.user.pk):
+            # Signed out, password changed or deactivated since the handshake (SPEC §6).
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
         await actions.dispatch(ctx, frame)
         self.room = ctx.room
@@ -231,6 +248,6 @@ class RoomConsumer(RoomchatConsumerBase):
 
         `consumers.recovery` sends the snapshot that heals what was missed meanwhile.
         """
-        if self.group is None or self.room is None:
+        if self.outlet is None or self.room is None:
             return
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.process.fanout.rejoin_room(self.room.pk)  # once per room, not per socket
