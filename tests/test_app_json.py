@@ -81,15 +81,16 @@ def test_app_json_values_with_the_addons_urls_load_as_production_settings() -> N
         "REDIS_URL": "rediss://:p@ec2.example.com:6380",
     }
     code, seen, output = load_settings(
-        "print(json.dumps({'signup': settings.CHAT_SIGNUP, 'https': settings.HTTPS, "
-        "'hosts': settings.ALLOWED_HOSTS, 'pool': settings.DATABASES['default']['OPTIONS']"
-        "['pool']['max_size']}))\n",
+        "print(json.dumps({'app_json': {'signup': settings.CHAT_SIGNUP, "
+        "'https': settings.HTTPS, 'hosts': settings.ALLOWED_HOSTS, "
+        "'pool': settings.DATABASES['default']['OPTIONS']['pool']['max_size']}}))\n",
         **env,
     )
     assert code == 0, output
     assert seen is not None and seen["debug"] is False and seen["provider"] == "demo"
     assert seen["host"]["ssl_cert_reqs"] is None
-    extra = json.loads(output.strip().splitlines()[-1])
+    [line] = [line for line in output.splitlines() if line.startswith('{"app_json"')]
+    extra = json.loads(line)["app_json"]
     assert extra == {"signup": "invite", "https": True, "hosts": [".herokuapp.com"], "pool": 8}
 
 
