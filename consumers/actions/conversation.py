@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
 from chatsite.conversation import decisions, reply_modes, writes
+from chatsite.rooms import selectors
 from chatsite.rooms.models import Room
 from chatsite.usage import budgets
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # nothing because a limit is reached (`auto` without a mention: Claude stays quiet).
 Need = Literal["yes", "no", "ask", "quiet"]
 
+SETTLE_TRIES = 20  # regenerate: how long a just-ended reply's lock may linger (× SETTLE_STEP)
+SETTLE_STEP = 0.05
 TYPING_EVERY = 2.0  # seconds: at most one `typing` per person per room passed on
 TYPING_BUCKET = "typing"
 
@@ -93,10 +96,24 @@ async def _reply_running(room_id: int) -> bool:
         return False
 
 
+async def _room_free(room_id: int) -> bool:
+    """Whether no reply runs in the room. A reply that just ended frees the room's lock a
+    moment after its `generation.finished` (its cost is recorded in between), so a lock held
+    while the database shows no running reply gets up to a second to go; a reply that is
+    starting shows up in the database meanwhile."""
+    for _ in range(SETTLE_TRIES):
+        if not await _reply_running(room_id):
+            return True
+        if await database_sync_to_async(selectors.room_has_streaming_reply)(room_id):
+            return False
+        await asyncio.sleep(SETTLE_STEP)
+    return False
+
+
 async def regenerate(ctx: ActionContext, frame: Regenerate) -> None:
     """Answer the newest reply's turns again; the old reply stays, superseded."""
     room_id = ctx.room.pk
-    if await _reply_running(room_id):
+    if not await _room_free(room_id):
         raise FrameError("busy", "Claude is replying; wait for the reply to end.")
     # A new reply costs like any other: refused when the asker or the room is over budget.
     await budgets.check_budget(ctx.user.pk, room_id)
