@@ -19,7 +19,7 @@ from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 from chatsite.usage import live as live_metrics
 
-from . import actions, protocol, socket_limits, transport
+from . import actions, frame_budget, protocol, socket_limits, transport
 from .actions.members import lost_access, site_origin
 from .actions.messages import personalize
 from .base import RoomchatConsumerBase
@@ -42,6 +42,7 @@ class RoomConsumer(RoomchatConsumerBase):
     conn_id: str = ""
     dropped = False  # the client stopped reading and its connection was aborted
     sync_gate: SyncGate | None = None  # the pace of this socket's `sync` answers
+    flood_closed = 0  # frames received since closing for a flood (0: not closed for one)
     flood: socket_limits.FloodGuard  # this socket's `rate_limited` refusals (4429 past a limit)
     process: RoomchatProcess  # set once admitted: the server process serving this socket
     outlet: Outlet | None = None  # where the process's fan-out writes this socket's room frames
@@ -152,13 +153,20 @@ class RoomConsumer(RoomchatConsumerBase):
         """Called for every client frame: refused frames get an `error` and change nothing."""
         if self.room is None:
             return
+        if self.flood_closed:  # closed for flooding: what it still sends costs nothing more
+            self.flood_closed += 1
+            if self.flood_closed == frame_budget.ABORT_AFTER:
+                transport.abort(self.base_send)  # still sending: cut the connection
+            return
         try:
+            frame_budget.spend(self.scope["user"].pk)  # per person and process (issue 12)
             frame = protocol.parse_frame(text_data, bytes_data, max_text=settings.CHAT_MAX_TEXT)
             await self.handle(frame)
         except FrameError as exc:
             live_metrics.count_refusal(exc.code)  # roomchat_refusals_total
             await self.send_frame(exc.frame())
             if self.flood.refused(exc.code):  # kept flooding after `rate_limited`: 4429
+                self.flood_closed = 1
                 await self.close(code=protocol.CLOSE_TOO_MANY)
 
     async def handle(self, frame: protocol.ClientFrame) -> None:

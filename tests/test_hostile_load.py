@@ -8,6 +8,7 @@ test's alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -99,3 +100,65 @@ async def test_a_deaf_sync_flood_cannot_grow_the_process(
 
     await asyncio.to_thread(wait_until, settled, timeout=20, what="RSS back near its baseline")
     await honest.close()
+
+
+# --- 6. one person's flood and another room's reply --------------------------------------------
+
+
+async def reply_time(tab: Any, text: str) -> float:
+    """Seconds from sending `text` to the end of the reply it calls for."""
+    mark = tab.mark()
+    started = time.monotonic()
+    await tab.send({"type": "message.send", "text": text, "client_msg_id": text})
+    await tab.wait_for("generation.finished", since=mark, timeout=60)
+    return time.monotonic() - started
+
+
+async def test_one_persons_flood_leaves_another_rooms_reply_fast(
+    daphne_factory: DaphneFactory, ws_connect: WsConnect, unique: Any
+) -> None:
+    server = daphne_factory()
+    quiet_room = await make_people(unique)
+    loud_room = await make_people(unique)
+    await fill_room(loud_room.slug, "漢字" * 4000, 50)  # big snapshots for `sync` to ask for
+    tab = await join(ws_connect, server.ws_url, quiet_room.slug, quiet_room.bob_cookie)
+    baseline = min([await reply_time(tab, f"quiet {i}") for i in range(3)])
+
+    # Alice holds 15 sockets in her room and sends everything she can, as fast as she can.
+    loud = [
+        await join(ws_connect, server.ws_url, loud_room.slug, loud_room.alice_cookie)
+        for _ in range(15)
+    ]
+    stop = asyncio.Event()
+    reconnects: list[int] = []
+    frames = [{"type": "sync"}, {"type": "typing"}, {"type": "generation.stop"}, {"type": "x"}]
+
+    async def flood(sock: Any) -> None:
+        """50 frames a second; closed for it, straight back in with a new socket."""
+        i = 0
+        while not stop.is_set():
+            if sock.closed:
+                with contextlib.suppress(Exception):
+                    sock = await join(
+                        ws_connect, server.ws_url, loud_room.slug, loud_room.alice_cookie
+                    )
+                    reconnects.append(1)
+                await asyncio.sleep(0.1)
+                continue
+            with contextlib.suppress(Exception):
+                await sock.send(frames[i % len(frames)])
+            i += 1
+            await asyncio.sleep(0.02)
+
+    floods = [asyncio.create_task(flood(sock)) for sock in loud]
+    try:
+        await asyncio.sleep(1.0)
+        during = [await reply_time(tab, f"during {i}") for i in range(3)]
+    finally:
+        stop.set()
+        await asyncio.gather(*floods)
+    assert max(during) < 2 * baseline + 1.0, (baseline, during)
+    # The flooder was told to slow down (and her flooding sockets closed).
+    assert any(f.get("code") == "rate_limited" for sock in loud for f in sock.find("error")) or any(
+        sock.close_code == 4429 for sock in loud
+    )
