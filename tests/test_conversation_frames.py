@@ -11,6 +11,8 @@ from django.contrib.auth.models import User
 
 from chatsite.rooms.models import Message, Room
 from chatsite.usage.store import reset_counters
+from consumers import limit_guard
+from consumers.actions import reactions
 from tests.consumer_fixtures import *  # noqa: F403  (fixtures: fresh_process, alice, bob, room, connect, ...)
 from tests.consumer_fixtures import Connect, Tab
 from tests.fakes import Reply
@@ -149,6 +151,25 @@ async def test_reactions_toggle_reach_everyone_and_show_in_snapshots(
     assert by_id == {sent: {"❤️": ["bob"]}, reply_id: {"👍": ["bob"]}}
 
 
+async def test_reactions_are_rate_limited_per_person(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limit_guard.reset()
+    monkeypatch.setattr(reactions, "REACTIONS_PER_MINUTE", 2)
+    sent = await Message.objects.acreate(room=room, role="user", author=alice[0], text="x")
+    a = await connect("lounge", alice[1])
+    for emoji in ("👍", "👀", "✅"):
+        await a.send({"type": "reaction.toggle", "message_id": sent.pk, "emoji": emoji})
+    assert (await a.until("reaction.updated"))["reactions"] == {"👍": ["alice"]}
+    assert (await a.until("reaction.updated"))["reactions"] == {"👀": ["alice"], "👍": ["alice"]}
+    refused = await a.until("error")
+    assert refused["code"] == "rate_limited" and 0 < refused["retry_after"] <= 60
+    assert await sent.reactions.acount() == 2
+
+
 async def test_a_reaction_to_another_rooms_message_is_not_found(
     connect: Connect, room: Room, alice: tuple[User, str], bob: tuple[User, str]
 ) -> None:
@@ -168,6 +189,7 @@ async def test_a_reaction_to_another_rooms_message_is_not_found(
 async def test_typing_reaches_the_others_not_the_typists_tabs_at_most_every_two_seconds(
     connect: Connect, room: Room, alice: tuple[User, str], bob: tuple[User, str]
 ) -> None:
+    limit_guard.reset()
     a1 = await connect("lounge", alice[1])
     a2 = await connect("lounge", alice[1])
     b = await connect("lounge", bob[1])

@@ -20,7 +20,7 @@ from chatsite.rooms import selectors
 from chatsite.rooms.models import Room
 from chatsite.usage import budgets
 
-from .. import protocol
+from .. import limit_guard, protocol
 from ..broadcast import broadcast
 from ..protocol import FrameError, Regenerate, Typing
 from ..reply_runner import reply_runner
@@ -131,12 +131,7 @@ async def regenerate(ctx: ActionContext, frame: Regenerate) -> None:
 async def typing(ctx: ActionContext, frame: Typing) -> None:
     """Tell the room's other people that this one types: at most once per TYPING_EVERY."""
     user = ctx.user
-    try:
-        wait = await shared_state().limits.hit(
-            f"{ctx.room.pk}:{user.pk}", 1, TYPING_EVERY, bucket=TYPING_BUCKET
-        )
-    except Exception as exc:  # without the shared state nobody hears of it: harmless
-        log.debug("typing not passed on: %s", exc)
-        return
+    # Counted across processes (and by this one alone when Redis cannot answer).
+    wait = await limit_guard.hit(f"{ctx.room.pk}:{user.pk}", 1, TYPING_EVERY, TYPING_BUCKET)
     if wait is None:
         await broadcast(ctx.room.pk, protocol.typing(user.username), skip_user=user.username)
