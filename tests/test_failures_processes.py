@@ -123,7 +123,7 @@ async def test_sigterm_interrupts_the_reply_for_every_tab_and_a_survivor_answers
 async def test_sigterm_during_a_retry_wait_interrupts_the_reply_at_once(
     daphne_factory: DaphneFactory, fake_anthropic: FakeAnthropic, ws_connect: WsConnect, unique: Any
 ) -> None:
-    # A's retries wait about 20 s: far longer than a shutdown may take.
+    # A's retries wait 15-30 s (the 30 s cap, jittered): far longer than a shutdown may take.
     a = daphne_factory({"LLM_RETRY_BASE_DELAY": "40"}, name="a", start=False)
     b = daphne_factory(name="b", start=False)
     DaphneProcess.start_all(a, b)
@@ -134,7 +134,7 @@ async def test_sigterm_during_a_retry_wait_interrupts_the_reply_at_once(
     since = tab_b.mark()
     await tab_a.send({"type": "message.send", "text": "are you there?"})
     retrying = await tab_b.wait_for("generation.retrying", since=since)
-    assert retrying["attempt"] == 2 and retrying["retry_in"] >= 20
+    assert retrying["attempt"] == 2 and retrying["retry_in"] >= 15
 
     terminated = time.monotonic()
     a.terminate()
