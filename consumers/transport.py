@@ -32,13 +32,22 @@ def _server_protocol(send: Any) -> Any:
     return None
 
 
+def server_protocol(send: Any) -> Any:
+    """Daphne's protocol object behind a consumer's `send`, or None (the fan-out writes to it)."""
+    return _server_protocol(send)
+
+
 def _transport(send: Any) -> Any:
     return getattr(_server_protocol(send), "transport", None)
 
 
 def outbound_backlog(send: Any) -> int | None:
     """Bytes written to the socket's transport but not yet taken by the kernel, or None."""
-    transport = _transport(send)
+    return transport_backlog(_transport(send))
+
+
+def transport_backlog(transport: Any) -> int | None:
+    """The same for a Twisted transport, or None."""
     if transport is None:
         return None
     # twisted.internet.abstract.FileDescriptor: `dataBuffer[offset:]` plus `_tempDataBuffer`.

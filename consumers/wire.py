@@ -1,0 +1,53 @@
+"""Writing a room frame straight onto daphne's websocket connections.
+
+Daphne hands each consumer `send = functools.partial(server.handle_reply, protocol)`, where
+`protocol` is the connection's autobahn `WebSocketServerProtocol` on Twisted. Through `send`, a
+frame goes through Channels' session wrapper, daphne's checks and autobahn's framing, once per
+socket. The fan-out (`consumers.fanout`) instead frames a room frame once (autobahn's
+`PreparedMessage`, made for sending one payload to many connections) and hands it to each open
+connection (`sendPreparedMessage`: one transport write, or a compressed send where the client
+negotiated compression). `connection(send)` finds the protocol behind a consumer's `send`
+(`transport.server_protocol`); anything else (another server, tests' in-memory communicator)
+gives None, and the fan-out sends through `send` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+
+from . import transport
+
+
+def connection(send: Any) -> Any:
+    """Daphne's websocket protocol behind `send`, if it takes prepared messages; else None."""
+    protocol = transport.server_protocol(send)
+    if protocol is None or not hasattr(protocol, "sendPreparedMessage"):
+        return None
+    return protocol
+
+
+def prepare(text: str) -> PreparedMessage:
+    """A text frame, framed once for any number of server-side connections (no mask)."""
+    return PreparedMessage(text.encode("utf-8"), False, False, False)
+
+
+def write(protocol: Any, prepared: PreparedMessage) -> bool:
+    """Send a prepared frame if the connection is open; False when it is not (closing)."""
+    if protocol.state != WebSocketProtocol.STATE_OPEN:
+        return False
+    protocol.sendPreparedMessage(prepared)
+    return True
+
+
+def backlog(protocol: Any) -> int:
+    """Bytes written to the connection but not yet taken by the kernel (0 if unknown)."""
+    return transport.transport_backlog(getattr(protocol, "transport", None)) or 0
+
+
+def abort(protocol: Any) -> None:
+    """Drop the connection now (a client that stopped reading); daphne then disconnects it."""
+    abort_connection = getattr(getattr(protocol, "transport", None), "abortConnection", None)
+    if abort_connection is not None:
+        abort_connection()
