@@ -331,7 +331,8 @@ def test_a_lost_connection_says_so_on_the_reply_and_offers_to_reconnect(
     expect(reply).to_have_attribute("data-status", "streaming")
     expect(page.locator("#replying .replying-text")).to_have_text("Claude is replying…")
 
-    server.stop()
+    # Killed outright: a graceful stop would end the reply (interrupted) before the socket drops.
+    server.kill()
     expect(page.locator("#connection-status")).to_have_attribute("data-state", "offline")
     expect(page.locator("#replying .replying-text")).to_have_text("Connection lost")
     expect(page.locator("#replying")).to_have_class(re.compile(r"\bis-lost\b"))
