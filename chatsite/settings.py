@@ -214,6 +214,8 @@ AXES_COOLOFF_TIME = env_number("AXES_COOLOFF_HOURS", 0.25, minimum=0.001)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
+# Failures are what is counted; a row per successful sign-in would only grow the database.
+AXES_DISABLE_ACCESS_LOG = True
 # Sign-up POSTs one address may make an hour, across processes (chatsite/security/middleware.py).
 CHAT_SIGNUPS_PER_HOUR = env_int("CHAT_SIGNUPS_PER_HOUR", 10, minimum=1)
 LOGIN_URL = "/accounts/login/"
