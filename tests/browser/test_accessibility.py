@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 
 AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "light": {"color_scheme": "light", "viewport": {"width": 1200, "height": 800}},
     "dark": {"color_scheme": "dark", "viewport": {"width": 1200, "height": 800}},
     "phone-light": {
