@@ -171,7 +171,7 @@ async def test_each_socket_asking_to_rejoin_costs_one_join_of_its_room() -> None
         joins += 1
         await original(group, channel)
 
-    layer.group_add = counting_group_add  # type: ignore[method-assign]
+    layer.group_add = counting_group_add
     await asyncio.gather(*(fanout.rejoin_room(1) for _ in tabs))
     assert joins == 1
     await frame(layer, 1, "back")

@@ -51,7 +51,7 @@ async def test_keys_are_read_apart_and_errors_reach_every_caller_of_that_read() 
         reads.get("a"), reads.get("b"), reads.get("gone"), reads.get("gone"),
         return_exceptions=True,
     )  # fmt: skip
-    assert results[:2] == ["A", "B"]
+    assert list(results[:2]) == ["A", "B"]
     assert all(isinstance(r, LookupError) for r in results[2:])
 
 
