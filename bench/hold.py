@@ -81,6 +81,9 @@ async def run(spec: dict[str, Any]) -> None:
     done, pending = await asyncio.wait(tasks, timeout=float(spec["deadline"]))
     for task in pending:
         task.cancel()
+    for record in records:
+        if "snapshot" not in record and "error" not in record:
+            record["error"] = "no snapshot before the deadline"
     conns = [t.result() for t in done if not t.cancelled() and t.result() is not None]
     conns = [c for c in conns if c is not None]
     ok = sum(1 for r in records if "snapshot" in r and "error" not in r)

@@ -26,7 +26,7 @@ from typing import Any
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
-django_asgi_app = get_asgi_application()
+get_asgi_application()  # sets Django up
 
 from anthropic import AsyncAnthropic  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -135,9 +135,16 @@ class NaiveRoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(frame))
 
 
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/healthz` answers 200 (the rig waits for it); nothing else is served over HTTP."""
+    status = 200 if scope["path"] == "/healthz" else 404
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok" if status == 200 else b""})
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AuthMiddlewareStack(
             URLRouter([path("ws/rooms/<str:slug>/", NaiveRoomConsumer.as_asgi())])
         ),
