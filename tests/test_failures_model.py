@@ -172,7 +172,8 @@ async def test_a_refused_key_is_a_configuration_error_not_retried(
     # Operators read what happened; nobody reads the key.
     log = pair.a.log_since(log_offset)
     [line] = [ln for ln in log.splitlines() if "refused by the model" in ln]
-    assert " ERROR " in line and "401" in line
+    record = json.loads(line)  # one JSON object a line (LOG_FORMAT=json with debug off)
+    assert record["level"] == "ERROR" and "401" in record["message"]
     assert "test-key" not in log
     assert all("test-key" not in json.dumps(f) for f in b.frames)
 
