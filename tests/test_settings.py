@@ -71,7 +71,9 @@ def test_serving_without_redis_warns_that_only_one_process_is_supported() -> Non
     code, _, output = load_settings("import chatsite.asgi\n", **SECRET)
     assert code == 0, output
     [warning] = [line for line in output.splitlines() if "REDIS_URL is not set" in line]
-    assert " WARNING consumers.startup " in warning and "ONE process" in warning
+    record = json.loads(warning)  # debug off: one JSON object a line
+    assert (record["level"], record["logger"]) == ("WARNING", "consumers.startup")
+    assert "ONE process" in record["message"]
 
 
 def test_make_run_hears_the_single_process_note_as_advice_not_a_warning() -> None:
