@@ -42,7 +42,7 @@ const ERROR_TEXT = {
   invalid_json: "The server couldn't read that request.",
   unknown_type: "The server didn't understand that request.",
   busy: "Claude is still replying: regenerate once it has finished.",
-  not_found: "Only the newest reply can be regenerated, and a newer one exists now.",
+  not_found: "That message isn't available for this (only the room's newest reply can be regenerated).",
 };
 
 /** The text shown for a server `error` frame (rate limits count down). */
