@@ -14,12 +14,11 @@ import httpx2
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage, UsageUpdate
 from .catalog import deprecation_date, is_deprecated, offered_models
 from .errors import (
-    CONFIGURATION_STATUSES,
-    ConfigurationError,
     LLMError,
     RetryableError,
     StreamBrokenError,
-    context_too_long,
+    from_http_status,
+    from_transport,
     retry_after_seconds,
 )
 
@@ -81,24 +80,12 @@ def translate_error(exc: Exception) -> LLMError:
             if kind in {"api_error", "rate_limit_error", "timeout_error"}:
                 return RetryableError("server_error", summary)
             return StreamBrokenError(summary)
-        if status == 429:
-            return RetryableError("rate_limited", summary, _retry_after(exc.response))
-        if status == 529:
-            return RetryableError("overloaded", summary, _retry_after(exc.response))
-        if status in {408, 409} or status >= 500:
-            return RetryableError("server_error", summary, _retry_after(exc.response))
-        too_long = context_too_long(summary, status) if status in {400, 413} else None
-        if too_long is not None:
-            return too_long
-        if status in CONFIGURATION_STATUSES:
-            return ConfigurationError(summary, status)
-        return StreamBrokenError(summary)  # an answer the API does not document: not ours to fix
+        return from_http_status(status, summary, _retry_after(exc.response))
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableError("connection", f"anthropic connection error: {exc}")
-    if isinstance(exc, httpx2.TimeoutException):
-        return RetryableError("connection", f"stalled: no data for too long ({type(exc).__name__})")
-    if isinstance(exc, httpx2.TransportError):
-        return RetryableError("connection", f"stream cut: {type(exc).__name__}: {exc}")
+    transport = from_transport(exc)
+    if transport is not None:
+        return transport
     if isinstance(exc, anthropic.APIResponseValidationError):
         return StreamBrokenError(f"unreadable response: {exc}")
     return StreamBrokenError(f"{type(exc).__name__}: {exc}")

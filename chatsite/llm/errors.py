@@ -75,6 +75,39 @@ class StreamBrokenError(LLMError):
     """The stream ended badly and cannot be resumed: truncated, or an unrecoverable error event."""
 
 
+def from_http_status(status: int, summary: str, retry_after: float | None) -> LLMError:
+    """The one classifier of an HTTP refusal before the stream starts, for every provider.
+
+    429 rate limited, 529 overloaded, 408/409/5xx server errors are retried (honouring the
+    server's retry-after); a "too long" 400/413 can be refitted; the documented configuration
+    statuses end the reply as `configuration`; anything else is an answer the API does not
+    document, reported as a broken stream rather than blamed on the operator.
+    """
+    if status == 429:
+        return RetryableError("rate_limited", summary, retry_after)
+    if status == 529:
+        return RetryableError("overloaded", summary, retry_after)
+    if status in {408, 409} or status >= 500:
+        return RetryableError("server_error", summary, retry_after)
+    too_long = context_too_long(summary, status) if status in {400, 413} else None
+    if too_long is not None:
+        return too_long
+    if status in CONFIGURATION_STATUSES:
+        return ConfigurationError(summary, status)
+    return StreamBrokenError(summary)
+
+
+def from_transport(exc: Exception) -> LLMError | None:
+    """A stall or a cut connection underneath either SDK (httpx2), or None if it is neither."""
+    import httpx2
+
+    if isinstance(exc, httpx2.TimeoutException):
+        return RetryableError("connection", f"stalled: no data for too long ({type(exc).__name__})")
+    if isinstance(exc, httpx2.TransportError):
+        return RetryableError("connection", f"stream cut: {type(exc).__name__}: {exc}")
+    return None
+
+
 def retry_after_seconds(
     headers: Mapping[str, str] | None, now: float | None = None
 ) -> float | None:

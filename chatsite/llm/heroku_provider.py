@@ -13,12 +13,11 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage
 from .errors import (
-    CONFIGURATION_STATUSES,
-    ConfigurationError,
     LLMError,
     RetryableError,
     StreamBrokenError,
-    context_too_long,
+    from_http_status,
+    from_transport,
     retry_after_seconds,
 )
 
@@ -58,18 +57,7 @@ def translate_error(exc: Exception) -> LLMError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         summary = f"heroku inference {status}: {exc.message}"
-        if status == 429:
-            return RetryableError("rate_limited", summary, _retry_after(exc))
-        if status == 529:
-            return RetryableError("overloaded", summary, _retry_after(exc))
-        if status in {408, 409} or status >= 500:
-            return RetryableError("server_error", summary, _retry_after(exc))
-        too_long = context_too_long(summary, status) if status in {400, 413} else None
-        if too_long is not None:
-            return too_long
-        if status in CONFIGURATION_STATUSES:
-            return ConfigurationError(summary, status)
-        return StreamBrokenError(summary)
+        return from_http_status(status, summary, _retry_after(exc))
     if isinstance(exc, openai.APIConnectionError):
         # Includes APITimeoutError: the SDK wraps read timeouts (stalls) and cut bodies in it.
         return RetryableError("connection", f"heroku inference connection error: {exc}")
@@ -79,10 +67,9 @@ def translate_error(exc: Exception) -> LLMError:
         if exc.type == "overloaded_error":
             return RetryableError("overloaded", detail)
         return RetryableError("server_error", detail)
-    if isinstance(exc, httpx2.TimeoutException):
-        return RetryableError("connection", f"stalled: {type(exc).__name__}")
-    if isinstance(exc, httpx2.TransportError):
-        return RetryableError("connection", f"stream cut: {type(exc).__name__}: {exc}")
+    transport = from_transport(exc)
+    if transport is not None:
+        return transport
     return StreamBrokenError(f"{type(exc).__name__}: {exc}")
 
 
