@@ -3,6 +3,7 @@ pages, the history API and /healthz. Forms are posted with real CSRF checks on."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -399,7 +400,20 @@ def test_api_path_is_exact_no_trailing_slash_no_redirect(
 # --- /healthz ------------------------------------------------------------------------------------
 
 
-def test_healthz_answers_200_with_checks_without_sign_in(client: Client) -> None:
+@pytest.fixture
+def server_process() -> Iterator[None]:
+    """This test process serves like daphne: a RoomchatProcess is installed (not started)."""
+    from consumers import current
+    from consumers.process import ProcessConfig, RoomchatProcess
+
+    current.install(RoomchatProcess(ProcessConfig.from_settings()))
+    yield
+    current.install(None)
+
+
+def test_healthz_answers_200_with_checks_without_sign_in(
+    client: Client, server_process: None
+) -> None:
     answer = client.get("/healthz")
     assert answer.status_code == 200
     assert answer["Content-Type"] == "application/json"
@@ -407,6 +421,12 @@ def test_healthz_answers_200_with_checks_without_sign_in(client: Client) -> None
     assert body["status"] == "ok"
     assert body["checks"] and all(value == "ok" for value in body["checks"].values())
     assert "database" in body["checks"]
+
+
+def test_healthz_is_503_outside_a_server_process(client: Client) -> None:
+    answer = client.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["shared_state"] == "error: RuntimeError"
 
 
 def test_healthz_path_is_exact(client: Client) -> None:

@@ -128,14 +128,20 @@ async def _layer_answers() -> None:
     await layer.group_send(HEALTH_GROUP, {"type": "health.check"})
 
 
-async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the channel layer and the shared state answer within 2 s."""
+async def _state_answers() -> None:
+    """A round trip to the shared state of this server process (Redis, or its memory)."""
     from consumers.state import shared_state
 
+    # RuntimeError when no server process is installed (served outside chatsite.asgi): unhealthy.
+    await shared_state().ping()
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the channel layer and the shared state answer within 2 s."""
     database, layer, state = await asyncio.gather(
         _check(sync_to_async(_database_answers, thread_sensitive=False)()),
         _check(_layer_answers()),
-        _check(shared_state().ping()),
+        _check(_state_answers()),
     )
     checks = {"database": database, "channel_layer": layer, "shared_state": state}
     healthy = all(value == "ok" for value in checks.values())
