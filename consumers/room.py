@@ -90,6 +90,9 @@ class RoomConsumer(RoomchatConsumerBase):
         if not can_enter(user, room):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
+        if not frame_budget.may_connect(user.pk):  # reconnecting in a loop (issue 12)
+            await self.close(code=protocol.CLOSE_TOO_MANY)
+            return
         self.conn_id = uuid.uuid4().hex
         refusal = await socket_limits.admit(user.pk, self.conn_id)  # CHAT_MAX_SOCKETS_PER_USER
         if refusal is not None:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 
-from .throttle import KeyedBuckets
+from .throttle import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ SOCKET_INTERVAL = 0.5
 USER_RATE = 4.0
 USER_BURST = 10.0
 
-_user_buckets = KeyedBuckets(USER_RATE, USER_BURST)
+_user_pace = PerProcess(USER_RATE, USER_BURST)
 
 Answer = Callable[[], Awaitable[None]]
 
@@ -46,14 +46,14 @@ class SyncGate:
 
     def _wait(self) -> float:
         own = self.last + self.interval - time.monotonic()
-        return max(own, _user_buckets.wait(self.user_key), 0.0)
+        return max(own, _user_pace.buckets().wait(self.user_key), 0.0)
 
     async def request(self, answer: Answer) -> None:
         """Answer a `sync` now if the pace allows, else owe one snapshot (only one)."""
         if self.owed is not None:
             self.folded += 1
             return
-        if self._wait() == 0.0 and _user_buckets.take(self.user_key) == 0.0:
+        if self._wait() == 0.0 and _user_pace.buckets().take(self.user_key) == 0.0:
             await self._answer(answer)
             return
         self.owed = asyncio.create_task(self._later(answer), name="owed snapshot")
@@ -67,7 +67,7 @@ class SyncGate:
         try:
             while True:
                 await asyncio.sleep(self._wait())
-                if _user_buckets.take(self.user_key) == 0.0:
+                if _user_pace.buckets().take(self.user_key) == 0.0:
                     break
             # A `sync` arriving from now on may need a newer snapshot than this one: owe anew.
             self.owed = None

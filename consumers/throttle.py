@@ -4,6 +4,7 @@ when the shared (Redis) one cannot answer. Pure apart from the clock; bounded in
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
@@ -77,3 +78,28 @@ class KeyedBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class PerProcess:
+    """KeyedBuckets of the current server process (a fresh set for each process object, as
+    tests make one per test), or of this module when no process is installed."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._by_owner: weakref.WeakKeyDictionary[object, KeyedBuckets] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._fallback = KeyedBuckets(rate, burst)
+
+    def buckets(self) -> KeyedBuckets:
+        from .current import current_process
+
+        try:
+            owner: object = current_process()
+        except RuntimeError:
+            return self._fallback
+        buckets = self._by_owner.get(owner)
+        if buckets is None:
+            buckets = self._by_owner[owner] = KeyedBuckets(self.rate, self.burst)
+        return buckets

@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from chatsite.rooms.models import Message, Room
 from tests.conftest import DaphneFactory, WsConnect
 from tests.support import unique_name, wait_until
+from tests.support.auth import create_user, session_cookie
 from tests.support.hostile import DeafSocket, RssSampler, rss_bytes
 from tests.support.people import join, make_people
 
@@ -67,29 +68,38 @@ async def test_a_deaf_sync_flood_cannot_grow_the_process(
         await honest.wait_for("room.snapshot", since=mark)
     baseline = rss_bytes(server.pid)
 
-    with RssSampler(server.pid) as sampler:
-        deaf = await asyncio.to_thread(
-            DeafSocket, server.port, f"/ws/rooms/{p.slug}/", p.alice_cookie
-        )
-        assert deaf.status == 101
-        for _ in range(300):
-            await asyncio.to_thread(deaf.send, {"type": "sync"})
+    carol = await sync_to_async(lambda: session_cookie(create_user(unique("carol"), None)))()
 
-        def keep_asking() -> bool:
-            # Paced, the burst costs two snapshots; asking on, the backlog grows until the
-            # server drops the socket (WS_MAX_BACKLOG_BYTES), which it must do.
+    def dropped_after(deaf: DeafSocket, every: float) -> None:
+        """Ask on (a `sync` each `every` s) until the server drops the socket, as it must."""
+
+        def gone() -> bool:
             return not deaf.send({"type": "sync"}) or deaf.dropped()
 
-        await asyncio.to_thread(
-            wait_until, keep_asking, timeout=40, interval=0.1, what="the deaf socket dropped"
+        wait_until(gone, timeout=40, interval=every, what="the deaf socket dropped")
+
+    with RssSampler(server.pid) as sampler:
+        # The attack as reported: 300 `sync` at once, nothing read. Paced, they cost two
+        # snapshots; over the person's frame budget, the socket is closed (4429), then cut.
+        burst = await asyncio.to_thread(
+            DeafSocket, server.port, f"/ws/rooms/{p.slug}/", p.alice_cookie
         )
+        assert burst.status == 101
+        for _ in range(300):
+            await asyncio.to_thread(burst.send, {"type": "sync"})
+        await asyncio.to_thread(dropped_after, burst, 0.1)
+        # Within every budget, 5 a second: the unread snapshots pile up until the backlog
+        # limit (WS_MAX_BACKLOG_BYTES) drops the connection.
+        paced = await asyncio.to_thread(DeafSocket, server.port, f"/ws/rooms/{p.slug}/", carol)
+        await asyncio.to_thread(dropped_after, paced, 0.2)
         # Meanwhile the honest tab is served as before.
         mark = honest.mark()
         started = time.monotonic()
         await honest.send({"type": "sync"})
         await honest.wait_for("room.snapshot", since=mark, timeout=5)
         assert time.monotonic() - started < 2.0
-    deaf.close()
+    burst.close()
+    paced.close()
     grown = sampler.peak - baseline
     # 300 snapshots of 512 KiB would be 150 MiB; the backlog limit is 4 MiB.
     assert grown < 48 * MiB, f"RSS grew {grown / MiB:.0f} MiB during the flood"

@@ -43,7 +43,9 @@ async def send_and_read_verdict(sock: RoomSocket, i: int, timeout: float = 40) -
 async def test_a_burst_wider_than_the_redis_pool_meets_the_limit(
     daphne_factory: DaphneFactory, ws_connect: WsConnect, unique: Any
 ) -> None:
-    server = daphne_factory({"CHAT_RATE_PER_MINUTE": "20", "CHAT_MAX_SOCKETS_PER_USER": "0"})
+    server = daphne_factory(
+        {"CHAT_RATE_PER_MINUTE": "20", "CHAT_MAX_SOCKETS_PER_USER": "0", "CHAT_CONNECT_BURST": "0"}
+    )
     p = await make_people(unique)
     offset = server.log_size()
     socks: list[RoomSocket] = []
@@ -69,6 +71,7 @@ async def test_a_paused_redis_does_not_open_the_limit(
             "REDIS_URL": private_redis.url,
             "CHAT_RATE_PER_MINUTE": "6",
             "CHAT_MAX_SOCKETS_PER_USER": "0",
+            "CHAT_CONNECT_BURST": "0",
         }
     )
     p = await make_people(unique)
