@@ -236,6 +236,12 @@ async def test_production_start_serves_pages_static_files_and_streams(
         end_process(proc, signal.SIGTERM, 15)
     log = log_path.read_text(errors="replace")
     assert SECRET not in log and "test-key" not in log
+    # With debug off every line is one JSON object (LOG_FORMAT defaults to json): the Procfile
+    # sends daphne's own plain-text access log to /dev/null (Heroku's router logs requests).
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines, "the web process logged nothing"
+    not_json = [line for line in lines if not _is_json_object(line)]
+    assert not not_json, not_json[:5]
 
 
 def test_the_server_refuses_to_start_without_a_secret_key_when_debug_is_off(
@@ -270,3 +276,10 @@ def test_the_server_refuses_to_start_without_a_secret_key_when_debug_is_off(
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stdout + result.stderr
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
