@@ -8,10 +8,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from consumers import startup  # noqa: E402
+from consumers.auth import AuthMiddlewareStack  # noqa: E402
 from consumers.origin import SameOriginValidator  # noqa: E402
 from consumers.routing import websocket_urlpatterns  # noqa: E402
 
