@@ -27,6 +27,7 @@ from .reply_runner import ReplyRunner
 from .sockets import SocketRegistry
 from .state import SharedState, memory_state, redis_state
 from .summarizer import Summarizer
+from .task_set import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class RoomchatProcess:
         self.summarizer = Summarizer(state)
         self.runner = ReplyRunner(state, after_reply=self._after_reply)
         self.reaper = Reaper(state, self.runner)
+        # `auto` rooms' reply decisions in flight (consumers.actions.conversation).
+        self.decisions = TaskSet("reply decisions")
         self.recovery = (
             RedisRecovery(state.redis, self.runner, self.sockets, self.presence)
             if state.redis is not None
@@ -122,7 +125,11 @@ class RoomchatProcess:
         """On SIGTERM: interrupt running replies (stored, announced, locks freed), leave
         presence, then stop the loops."""
         log.info("shutting down: ending running replies")
-        await self.runner.shutdown(timeout=self.config.shutdown_replies_timeout)
+        # Decisions in flight store their answer meanwhile; a "yes" is answered by the reaper.
+        await asyncio.gather(
+            self.runner.shutdown(timeout=self.config.shutdown_replies_timeout),
+            self.decisions.finish(timeout=self.config.shutdown_replies_timeout),
+        )
         try:
             await asyncio.wait_for(
                 self.presence.leave_all(self.sockets), self.config.shutdown_presence_timeout
@@ -136,6 +143,8 @@ class RoomchatProcess:
         self.loops.stop()
         self.fanout.stop()
         self.summarizer.cancel_all()
+        for task in list(self.decisions.tasks):
+            task.cancel()
         self.presence.cancel_pending()
         if self.recovery is not None:
             self.recovery.close()

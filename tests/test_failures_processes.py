@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from chatsite.rooms.models import Message
+from chatsite.conversation.models import ReplyDecision
+from chatsite.rooms.models import Message, Room
 from tests.conftest import DaphneFactory, WsConnect
 from tests.fakes import Fail, Reply
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -118,6 +119,36 @@ async def test_sigterm_interrupts_the_reply_for_every_tab_and_a_survivor_answers
     )
     assert (answer["status"], answer["text"]) == ("complete", "answered by B")
     print(f"\nSIGTERM: B told after {told_after:.2f} s; A exited after {took:.2f} s")
+
+
+async def test_sigterm_while_the_cheap_model_decides_still_gets_the_message_its_reply(
+    daphne_factory: DaphneFactory, fake_anthropic: FakeAnthropic, ws_connect: WsConnect, unique: Any
+) -> None:
+    """An `auto` room's decision in flight when A stops is stored, and B answers the "yes"."""
+    a, b = start_pair(daphne_factory)
+    p = await make_people(unique, title="Auto")
+    await Room.objects.filter(pk=p.room.pk).aupdate(reply_mode="auto")
+    tab_a = await join(ws_connect, a.ws_url, p.slug, p.alice_cookie)
+    tab_b = await join(ws_connect, b.ws_url, p.slug, p.bob_cookie)
+    # The cheap model takes 3 s to say yes; the reply itself comes from B after A is gone.
+    fake_anthropic.queue(Reply(chunks=["yes"], first_delay=3.0), Reply(chunks=["from ", "B"]))
+    since = tab_b.mark()
+    await tab_a.send({"type": "message.send", "text": "what is the capital of France?"})
+    created = await tab_b.wait_for("message.created", since=since)
+    await fake_anthropic.await_requests(1)  # the decision is in flight on A
+
+    a.terminate()
+    code, took = await exited_within(a, SPEC_DEADLINE)
+    assert code == 0 and took < SPEC_DEADLINE, f"A exited with {code} after {took:.1f} s"
+    decision = await ReplyDecision.objects.aget(message_id=created["message"]["id"])
+    assert decision.wanted is True
+
+    started = await tab_b.wait_for("generation.started", since=since, timeout=20)
+    answer = await tab_b.wait_for(
+        "generation.finished", since=since, message_id=started["message_id"], timeout=20
+    )
+    assert (answer["status"], answer["text"]) == ("complete", "from B")
+    assert tab_a.closed
 
 
 async def test_sigterm_during_a_retry_wait_interrupts_the_reply_at_once(

@@ -22,6 +22,7 @@ from chatsite.usage import budgets
 
 from .. import limit_guard, protocol
 from ..broadcast import broadcast
+from ..current import current_process
 from ..protocol import FrameError, Regenerate, Typing
 from ..reply_runner import reply_runner
 from ..state import shared_state
@@ -37,9 +38,6 @@ SETTLE_TRIES = 20  # regenerate: how long a just-ended reply's lock may linger (
 SETTLE_STEP = 0.05
 TYPING_EVERY = 2.0  # seconds: at most one `typing` per person per room passed on
 TYPING_BUCKET = "typing"
-
-# Decisions running in the background (a reference each, so none is garbage-collected).
-_deciding: set[asyncio.Task[None]] = set()
 
 
 @database_sync_to_async
@@ -65,9 +63,9 @@ async def answer_if_called(room_id: int, message_id: int, need: Need) -> None:
     if need == "yes":
         await reply_runner().request(room_id)
     elif need == "ask":
-        task = asyncio.create_task(_decide_then_answer(room_id, message_id))
-        _deciding.add(task)
-        task.add_done_callback(_deciding.discard)
+        # Held by the process: a shutdown lets it store its answer (the reaper answers a "yes"
+        # the runner, shutting down, no longer starts).
+        current_process().decisions.spawn(_decide_then_answer(room_id, message_id))
     elif need == "quiet":
         await decisions.stay_quiet(room_id, message_id)
 
@@ -81,9 +79,8 @@ async def _decide_then_answer(room_id: int, message_id: int) -> None:
 
 
 async def deciding_idle() -> None:
-    """Wait until this process's decisions are done (tests, shutdown)."""
-    while _deciding:
-        await asyncio.gather(*list(_deciding), return_exceptions=True)
+    """Wait until this process's decisions are done (tests)."""
+    await current_process().decisions.idle()
 
 
 async def _reply_running(room_id: int) -> bool:
