@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from decimal import Decimal
 
 from channels.db import database_sync_to_async
 
@@ -37,11 +38,13 @@ async def end_reply(live: LiveReply, final: ReplyOutcome, error: dict[str, str] 
         return
     if not stored:
         log.warning("reply %s was already finished elsewhere", live.message_id)
+    # Ledger (a database write) before anything else that goes through Redis: if Redis hangs
+    # from here on, the reply is still counted (its budget counters are rebuilt from the ledger).
+    cost = await reply_cost.charge_reply(live, final) if stored else Decimal(0)
     await live.clear()
     if stored:
         usage = (final.usage or Usage()).as_dict()
         stopped_by = await stopper(live.message_id) if final.status == "stopped" else None
-        cost = await reply_cost.charge_reply(live, final)  # ledger, budgets, log line
         await broadcast(
             live.room_id,
             protocol.generation_finished(

@@ -274,7 +274,12 @@ class ReplyJob:
         if self.live.closed:
             return False
         outcome = dataclasses.replace(self._outcome("interrupted"), text=self.emitter.all_text)
-        return await reply_ending.store_once(self.message_id, outcome)
+        if not await reply_ending.store_once(self.message_id, outcome):
+            return False
+        # In the ledger too (replies_total, what it cost so far): after the text is safe, so a
+        # hung Redis under the budget counters can only cut this short (the caller's timeout).
+        await reply_cost.charge_reply(self.live, outcome)
+        return True
 
     async def _finish(self, outcome: ReplyOutcome) -> None:
         """The reply ends here: the last delta, the stored ending, `generation.finished`."""

@@ -23,6 +23,7 @@ import pytest
 
 from chatsite.conversation.models import ReplyDecision
 from chatsite.rooms.models import Message, Room
+from chatsite.usage.models import UsageEntry
 from tests.conftest import DaphneFactory, WsConnect
 from tests.fakes import Fail, Reply
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -215,6 +216,9 @@ async def test_sigterm_while_redis_hangs_still_stores_the_text_and_exits_in_time
     # write (then the shutdown stored the text directly) or after it (clearing the live state).
     log = a.log_since(log_offset)
     assert "shutdown: interrupting 1 running replies" in log
+    # Either way the reply is in the usage ledger (replies_total, spend), written before Redis.
+    entry = await UsageEntry.objects.aget(message_id=reply_id)
+    assert (entry.kind, entry.status) == ("reply", "interrupted")
 
 
 # --- SIGKILL --------------------------------------------------------------------------------
