@@ -219,8 +219,9 @@ AXES_DISABLE_ACCESS_LOG = True
 # Sign-up POSTs one address may make an hour, across processes (chatsite/security/middleware.py).
 CHAT_SIGNUPS_PER_HOUR = env_int("CHAT_SIGNUPS_PER_HOUR", 10, minimum=1)
 # New sockets one person may open at once on a process, then one a second; each costs a
-# snapshot (consumers/frame_budget.py). 0: no pace.
-CHAT_CONNECT_BURST = env_int("CHAT_CONNECT_BURST", 20)
+# snapshot (consumers/frame_budget.py). Above CHAT_MAX_SOCKETS_PER_USER: the cap binds first
+# for honest use. 0: no pace.
+CHAT_CONNECT_BURST = env_int("CHAT_CONNECT_BURST", 40)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
