@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -20,7 +21,9 @@ def room_group(room_id: int) -> str:
     return f"room.{room_id}"
 
 
-async def broadcast(room_id: int, frame: dict[str, Any], *, skip_user: str | None = None) -> bool:
+async def broadcast(
+    room_id: int, frame: Mapping[str, Any], *, skip_user: str | None = None
+) -> bool:
     """Send `frame` to the room; False (logged) when the layer failed, e.g. Redis is down.
 
     The frame is encoded once here, not once per socket. `skip_user`: that person's own tabs

@@ -21,6 +21,7 @@ from .fresh_reads import FreshReads
 from .layer_probe import rejoin_interval
 from .loops import BackgroundLoops
 from .presence import RoomPresence
+from .protocol.frames import SnapshotFrame
 from .reaper import Reaper
 from .recovery import RedisRecovery
 from .reply_runner import ReplyRunner
@@ -75,7 +76,7 @@ class RoomchatProcess:
         # Room frames from the layer, written to this process's sockets of the room in one loop.
         self.fanout = RoomFanout()
         # The shared part of `room.snapshot`, one read per room for all who asked before it began.
-        self.snapshots: FreshReads[int, dict[str, Any]] = FreshReads(_room_snapshot)
+        self.snapshots: FreshReads[int, SnapshotFrame] = FreshReads(_room_snapshot)
         self.presence = RoomPresence(state)
         self.summarizer = Summarizer(state)
         self.runner = ReplyRunner(state, after_reply=self._after_reply)
@@ -150,7 +151,7 @@ class RoomchatProcess:
             self.recovery.close()
 
 
-async def _room_snapshot(room_id: int) -> dict[str, Any]:
+async def _room_snapshot(room_id: int) -> SnapshotFrame:
     from .actions.messages import room_snapshot  # actions import the process's parts
 
     return await room_snapshot(room_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from autobahn.exception import Disconnected
@@ -231,7 +232,7 @@ class RoomConsumer(RoomchatConsumerBase):
         transport.abort(self.base_send)
         return True
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
+    async def send_frame(self, frame: Mapping[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
 
     async def send(

@@ -4,6 +4,7 @@ rejoin to their groups, resynchronise after an outage, or reach locally."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,7 +17,7 @@ class LocalSocket(Protocol):
     conn_id: str
     scope: dict[str, Any]  # the ASGI scope: `scope["user"]` is the signed-in person
 
-    async def send_frame(self, frame: dict[str, Any]) -> None: ...
+    async def send_frame(self, frame: Mapping[str, Any]) -> None: ...
     async def rejoin_group(self) -> None: ...
 
 

@@ -20,7 +20,7 @@ from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import SLUG_PATTERN, Message, Room
-from chatsite.rooms.serializers import message_data, room_data
+from chatsite.rooms.serializers import MessageData, RoomData, message_data, room_data
 
 BATCH = 500  # messages read per query
 
@@ -32,7 +32,7 @@ def _enterable_room(user: Any, slug: str) -> Room | None:
     return room if room is not None and can_enter(user, room) else None
 
 
-def _batch(room_id: int, after_id: int) -> list[dict[str, Any]]:
+def _batch(room_id: int, after_id: int) -> list[MessageData]:
     rows = (
         Message.objects.filter(room_id=room_id, id__gt=after_id)
         .select_related(*selectors.MESSAGE_RELATED)
@@ -42,7 +42,7 @@ def _batch(room_id: int, after_id: int) -> list[dict[str, Any]]:
     return [message_data(m) for m in rows]
 
 
-async def all_messages(room_id: int) -> AsyncIterator[dict[str, Any]]:
+async def all_messages(room_id: int) -> AsyncIterator[MessageData]:
     """Every message of the room as SPEC §6 Messages, oldest first, a batch at a time."""
     after = 0
     while True:
@@ -54,7 +54,7 @@ async def all_messages(room_id: int) -> AsyncIterator[dict[str, Any]]:
         after = batch[-1]["id"]
 
 
-async def _json_parts(room: dict[str, Any], room_id: int) -> AsyncIterator[str]:
+async def _json_parts(room: RoomData, room_id: int) -> AsyncIterator[str]:
     yield '{"room":' + json.dumps(room, ensure_ascii=False) + ',"messages":['
     first = True
     async for message in all_messages(room_id):
@@ -68,7 +68,7 @@ def _when(iso: str) -> str:
     return iso[:10] + " " + iso[11:16] + " UTC"
 
 
-def message_markdown(message: dict[str, Any]) -> str:
+def message_markdown(message: MessageData) -> str:
     """One message of the Markdown export: a heading line, its text, its reactions."""
     if message["role"] == "user":
         who = message["author"] or "someone"
@@ -89,7 +89,7 @@ def message_markdown(message: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n---\n\n"
 
 
-async def _markdown_parts(room: dict[str, Any], room_id: int) -> AsyncIterator[str]:
+async def _markdown_parts(room: RoomData, room_id: int) -> AsyncIterator[str]:
     yield f"# {room['title']}\n\nRoom `{room['slug']}` · reply mode {room['reply_mode']}\n\n---\n\n"
     async for message in all_messages(room_id):
         yield message_markdown(message)
@@ -98,7 +98,7 @@ async def _markdown_parts(room: dict[str, Any], room_id: int) -> AsyncIterator[s
 async def _export(
     request: HttpRequest,
     slug: str,
-    parts: Callable[[dict[str, Any], int], AsyncIterator[str]],
+    parts: Callable[[RoomData, int], AsyncIterator[str]],
     content_type: str,
     suffix: str,
 ) -> StreamingHttpResponse:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+
+from .serializers import MessageData
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -61,13 +62,13 @@ def history_params(query: Mapping[str, str]) -> tuple[int | None, int]:
     return parse_before(query.get("before")), parse_limit(query.get("limit"))
 
 
-def fit_page(messages: list[dict[str, Any]], has_more: bool) -> tuple[list[dict[str, Any]], bool]:
+def fit_page(messages: list[MessageData], has_more: bool) -> tuple[list[MessageData], bool]:
     """The newest of `messages` (oldest first) whose JSON fits MAX_PAGE_BYTES, and has_more.
 
     Sized as JsonResponse writes them (ASCII escapes: an emoji takes 12 bytes).
     """
     left = MAX_PAGE_BYTES - 64  # the envelope: {"messages": [], "has_more": false}
-    kept: list[dict[str, Any]] = []
+    kept: list[MessageData] = []
     for message in reversed(messages):
         size = len(json.dumps(message, default=str)) + 2
         if size > left:

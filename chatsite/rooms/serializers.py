@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 from chatsite.llm.base import Provider
 
 from .models import Message, Room
+
+
+class RoomData(TypedDict):
+    """A Room of SPEC §6."""
+
+    slug: str
+    title: str
+    owner: str
+    model: str
+    provider: str
+    system_prompt: str
+    models: list[str]
+    private: bool
+    members: list[str]
+    reply_mode: str
+    summary_upto_id: int
+
+
+class MessageData(TypedDict):
+    """A Message of SPEC §6."""
+
+    id: int
+    role: str
+    author: str | None
+    model: str | None
+    text: str
+    status: str
+    created_at: str
+    client_msg_id: str | None
+    reactions: dict[str, list[str]]
+    in_reply_to: list[int]
+    stopped_by: str | None
+    superseded: bool
 
 
 def iso_utc(moment: datetime) -> str:
@@ -15,7 +48,7 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def room_data(room: Room, provider: Provider) -> dict[str, Any]:
+def room_data(room: Room, provider: Provider) -> RoomData:
     """A Room (SPEC §6), plus the additive `summary_upto_id` (docs/protocol.md)."""
     return {
         "slug": room.slug,
@@ -33,7 +66,7 @@ def room_data(room: Room, provider: Provider) -> dict[str, Any]:
     }
 
 
-def message_data(message: Message, text: str | None = None) -> dict[str, Any]:
+def message_data(message: Message, text: str | None = None) -> MessageData:
     """A Message; `text` overrides the stored text (a running reply's live text)."""
     is_user = message.role == Message.Role.USER
     return {

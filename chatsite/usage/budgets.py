@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from consumers.protocol.client import FrameError
+from consumers.protocol.frames import BudgetData
 
 from . import ledger
 from .store import REBUILD_TTL, counters, key
@@ -145,7 +146,7 @@ async def check_budget(user_id: int, room_id: int) -> None:
     raise FrameError("budget_exceeded", f"{why} You can send again at 00:00 UTC.", retry_after=wait)
 
 
-async def budget_view(user_id: int, room_id: int) -> dict[str, float | None]:
+async def budget_view(user_id: int, room_id: int) -> BudgetData:
     """{user_spent_usd, user_limit_usd, room_spent_usd, room_limit_usd} for today (UTC)."""
     user_spent, room_spent = await spent([("user", user_id), ("room", room_id)])
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ class ActionContext:
     room: Room
     user: User
     # Sends one frame to this tab only (snapshots, `invite.created`, errors).
-    reply: Callable[[dict[str, Any]], Awaitable[None]]
+    reply: Callable[[Mapping[str, Any]], Awaitable[None]]
     # This socket's id in presence and the process's socket registry.
     conn_id: str = ""
     # `https://host[:port]` of the page (absolute links such as `invite.created`'s url).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -14,12 +15,13 @@ from chatsite.conversation import writes
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors, services
 from chatsite.rooms.models import Message, Room
-from chatsite.rooms.serializers import message_data, room_data
+from chatsite.rooms.serializers import MessageData, message_data, room_data
 from chatsite.usage.budgets import budget_view
 
 from .. import limit_guard, protocol
 from ..broadcast import broadcast
 from ..protocol import FrameError, SendMessage, StopGeneration, Sync
+from ..protocol.frames import LiveGenerationData, SnapshotFrame
 from ..state import LiveText, shared_state
 from . import conversation
 from .context import ActionContext
@@ -34,6 +36,8 @@ STOPS_PER_MINUTE = 20
 SNAPSHOT_MAX_BYTES = 512 * 1024
 # Kept free for what `personalize` adds (a username, the budget figures).
 PERSONAL_PART_BYTES = 1024
+
+MessageT = TypeVar("MessageT", bound=Mapping[str, Any])
 
 
 @database_sync_to_async
@@ -52,10 +56,10 @@ async def _live_generation(room_id: int) -> LiveText | None:
         return None
 
 
-def fit_messages(fixed: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def fit_messages(fixed: Mapping[str, Any], messages: list[MessageT]) -> list[MessageT]:
     """The newest of `messages` that keep the encoded snapshot under SNAPSHOT_MAX_BYTES."""
     room_left = SNAPSHOT_MAX_BYTES - PERSONAL_PART_BYTES - len(protocol.encode(fixed).encode())
-    kept: list[dict[str, Any]] = []
+    kept: list[MessageT] = []
     for message in reversed(messages):
         size = len(protocol.encode(message).encode()) + 1  # the comma between items
         if size > room_left:
@@ -66,7 +70,7 @@ def fit_messages(fixed: dict[str, Any], messages: list[dict[str, Any]]) -> list[
     return kept
 
 
-async def room_snapshot(room_id: int) -> dict[str, Any]:
+async def room_snapshot(room_id: int) -> SnapshotFrame:
     """The part of `room.snapshot` every tab of the room shares (see docs/protocol.md).
 
     The database first, then the live text; `personalize` adds the reader's part.
@@ -78,7 +82,7 @@ async def room_snapshot(room_id: int) -> dict[str, Any]:
     live = await _live_generation(room_id)
     streaming = [m.pk for m in rows if m.status == Message.Status.STREAMING]
     newest = rows[-1].pk if rows else 0
-    generation: dict[str, Any] | None = None
+    generation: LiveGenerationData | None = None
     if live is not None and (live.message_id in streaming or live.message_id > newest):
         generation = {"message_id": live.message_id, "seq": live.seq, "text": live.text}
     elif streaming:
@@ -90,18 +94,21 @@ async def room_snapshot(room_id: int) -> dict[str, Any]:
         )
         for m in rows
     ]
-    frame = protocol.snapshot(room_data(room, get_provider()), "", [], generation, {})
+    frame = protocol.snapshot(room_data(room, get_provider()), "", [], generation, None)
     frame["messages"] = fit_messages(frame, messages)
     return frame
 
 
-async def personalize(frame: dict[str, Any], room_id: int, user: User) -> dict[str, Any]:
+async def personalize(frame: SnapshotFrame, room_id: int, user: User) -> SnapshotFrame:
     """A room's shared snapshot for one reader: their name and today's budget."""
     budget = await budget_view(user.pk, room_id)
-    return {**frame, "user": {"username": user.username}, "budget": budget}
+    personal = frame.copy()
+    personal["user"] = {"username": user.username}
+    personal["budget"] = budget
+    return personal
 
 
-async def snapshot(room_id: int, user: User) -> dict[str, Any]:
+async def snapshot(room_id: int, user: User) -> SnapshotFrame:
     """The `room.snapshot` frame for one reader."""
     return await personalize(await room_snapshot(room_id), room_id, user)
 
@@ -117,7 +124,7 @@ def _client_msg_id_used(room: Room, user: User, client_msg_id: str | None) -> bo
 
 
 @database_sync_to_async
-def _store_user_message(room: Room, user: User, frame: SendMessage) -> dict[str, Any] | None:
+def _store_user_message(room: Room, user: User, frame: SendMessage) -> MessageData | None:
     """Store the message and serialize it in the same database thread; None for a repeat."""
     message = services.store_user_message(room, user, frame.text, frame.client_msg_id)
     return None if message is None else message_data(message)

@@ -24,6 +24,7 @@ from .codes import (
     ErrorCode,
     ReplyMode,
 )
+from .frames import ErrorFrame
 from .server import error
 
 # Control characters other than tab and newline, and lone surrogates (PostgreSQL rejects them).
@@ -39,7 +40,7 @@ class FrameError(Exception):
         self.message = message
         self.retry_after = retry_after
 
-    def frame(self) -> dict[str, Any]:
+    def frame(self) -> ErrorFrame:
         return error(self.code, self.message, self.retry_after)
 
 

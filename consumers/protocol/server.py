@@ -3,30 +3,50 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from chatsite.rooms.serializers import MessageData, RoomData
+
 from .codes import ErrorCode
+from .frames import (
+    BudgetData,
+    ErrorFrame,
+    GenerationDeltaFrame,
+    GenerationFinishedFrame,
+    GenerationRetryingFrame,
+    GenerationStartedFrame,
+    InviteCreatedFrame,
+    LiveGenerationData,
+    MessageCreatedFrame,
+    MessageSupersededFrame,
+    PresenceFrame,
+    ReactionUpdatedFrame,
+    RoomUpdatedFrame,
+    SnapshotFrame,
+    TypingFrame,
+)
 
 
-def encode(frame: dict[str, Any]) -> str:
+def encode(frame: Mapping[str, Any]) -> str:
     """The wire form of a server frame."""
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def error(code: ErrorCode, message: str, retry_after: float | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+def error(code: ErrorCode, message: str, retry_after: float | None = None) -> ErrorFrame:
+    frame: ErrorFrame = {"type": "error", "code": code, "message": message}
     if retry_after is not None:
         frame["retry_after"] = retry_after
     return frame
 
 
 def snapshot(
-    room: dict[str, Any],
+    room: RoomData,
     username: str,
-    messages: list[dict[str, Any]],
-    generation: dict[str, Any] | None,
-    budget: dict[str, float | None],
-) -> dict[str, Any]:
+    messages: list[MessageData],
+    generation: LiveGenerationData | None,
+    budget: BudgetData | None,
+) -> SnapshotFrame:
     return {
         "type": "room.snapshot",
         "room": room,
@@ -37,41 +57,41 @@ def snapshot(
     }
 
 
-def presence(users: list[str]) -> dict[str, Any]:
+def presence(users: list[str]) -> PresenceFrame:
     return {"type": "presence", "users": sorted(set(users))}
 
 
-def message_created(message: dict[str, Any]) -> dict[str, Any]:
+def message_created(message: MessageData) -> MessageCreatedFrame:
     return {"type": "message.created", "message": message}
 
 
-def room_updated(room: dict[str, Any]) -> dict[str, Any]:
+def room_updated(room: RoomData) -> RoomUpdatedFrame:
     return {"type": "room.updated", "room": room}
 
 
-def invite_created(url: str, expires_at: str) -> dict[str, Any]:
+def invite_created(url: str, expires_at: str) -> InviteCreatedFrame:
     return {"type": "invite.created", "url": url, "expires_at": expires_at}
 
 
-def reaction_updated(message_id: int, reactions: dict[str, list[str]]) -> dict[str, Any]:
+def reaction_updated(message_id: int, reactions: dict[str, list[str]]) -> ReactionUpdatedFrame:
     return {"type": "reaction.updated", "message_id": message_id, "reactions": reactions}
 
 
-def typing(username: str) -> dict[str, Any]:
+def typing(username: str) -> TypingFrame:
     return {"type": "typing", "username": username}
 
 
-def message_superseded(message_id: int) -> dict[str, Any]:
+def message_superseded(message_id: int) -> MessageSupersededFrame:
     return {"type": "message.superseded", "message_id": message_id}
 
 
-def generation_started(message_id: int, model: str) -> dict[str, Any]:
+def generation_started(message_id: int, model: str) -> GenerationStartedFrame:
     return {"type": "generation.started", "message_id": message_id, "model": model}
 
 
 def generation_retrying(
     message_id: int, attempt: int, retry_in: float, reason: str, model: str
-) -> dict[str, Any]:
+) -> GenerationRetryingFrame:
     return {
         "type": "generation.retrying",
         "message_id": message_id,
@@ -82,7 +102,7 @@ def generation_retrying(
     }
 
 
-def generation_delta(message_id: int, seq: int, text: str) -> dict[str, Any]:
+def generation_delta(message_id: int, seq: int, text: str) -> GenerationDeltaFrame:
     return {"type": "generation.delta", "message_id": message_id, "seq": seq, "text": text}
 
 
@@ -96,7 +116,7 @@ def generation_finished(
     *,
     cost_usd: float = 0.0,
     stopped_by: str | None = None,
-) -> dict[str, Any]:
+) -> GenerationFinishedFrame:
     return {
         "type": "generation.finished",
         "message_id": message_id,

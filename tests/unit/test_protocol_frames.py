@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from chatsite.rooms.serializers import RoomData
 from consumers import protocol
 from consumers.actions.messages import PERSONAL_PART_BYTES, SNAPSHOT_MAX_BYTES, fit_messages
 from consumers.protocol import (
@@ -96,6 +97,21 @@ def test_finished_names_its_cost_and_who_stopped_it() -> None:
     assert frame["cost_usd"] == 0.0123 and frame["stopped_by"] == "bob"
 
 
+ROOM: RoomData = {
+    "slug": "r",
+    "title": "R",
+    "owner": "alice",
+    "model": "demo",
+    "provider": "demo",
+    "system_prompt": "",
+    "models": [],
+    "private": False,
+    "members": [],
+    "reply_mode": "always",
+    "summary_upto_id": 0,
+}
+
+
 def message(n: int, text: str) -> dict[str, object]:
     return {"id": n, "role": "user", "author": "alice", "text": text, "status": "complete"}
 
@@ -103,7 +119,7 @@ def message(n: int, text: str) -> dict[str, object]:
 def test_a_snapshot_keeps_the_newest_messages_that_fit_in_512_kib() -> None:
     # 50 messages of 8,000 four-byte emoji: about 1.6 MB encoded, three times the cap.
     messages = [message(n, "😀" * 8000) for n in range(1, 51)]
-    fixed = protocol.snapshot({"slug": "r"}, "", [], None, {})
+    fixed = protocol.snapshot(ROOM, "", [], None, None)
     kept = fit_messages(fixed, messages)
     frame = {**fixed, "messages": kept}
     size = len(protocol.encode(frame).encode())
@@ -114,5 +130,5 @@ def test_a_snapshot_keeps_the_newest_messages_that_fit_in_512_kib() -> None:
 
 def test_a_small_room_keeps_all_fifty() -> None:
     messages = [message(n, "hello") for n in range(1, 51)]
-    fixed = protocol.snapshot({"slug": "r"}, "", [], None, {})
+    fixed = protocol.snapshot(ROOM, "", [], None, None)
     assert fit_messages(fixed, messages) == messages
