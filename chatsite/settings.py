@@ -2,61 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+
+from chatsite.database_config import database
+from chatsite.env import env_bool, env_choice, env_int, env_list, env_number, env_str
+from chatsite.llm.settings_checks import check_provider, check_request_budget, default_provider
+from chatsite.redis_config import channel_layers, redis_connection_options, redis_hosts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-log = logging.getLogger("roomchat.settings")
-
-
-def env_str(name: str, default: str = "") -> str:
-    """The variable's value, or `default` when it is unset or blank."""
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """`1/true/yes/on` or `0/false/no/off`; anything else is a configuration error."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be 1 or 0, not {raw!r}")
-
-
-def env_number(name: str, default: float, *, minimum: float = 0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
-    return value
-
-
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    value = env_number(name, default, minimum=minimum)
-    if value != int(value):
-        raise ImproperlyConfigured(f"{name} must be a whole number")
-    return int(value)
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
 # --- Django core -------------------------------------------------------------------------
@@ -161,36 +117,20 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=0 if DEBUG else 60,
-        conn_health_checks=True,
-    )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (daphne workers, tests) may write at once: wait instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
-# PostgreSQL connections one process may hold, through Django's psycopg pool. Under ASGI every
-# sync_to_async thread (one per concurrent HTTP request, the consumers' database thread, the
-# health check's) would keep a persistent connection of its own, so CONN_MAX_AGE bounds
-# nothing; the pool does. Heroku Postgres essential-0 allows 20 connections in all: 2 dynos x 8
-# leave room for the release phase and a `heroku run` (docs/operations.md). 0: no pool, one
-# connection per unit of work.
+# PostgreSQL connections one process may hold, through Django's psycopg pool. Heroku Postgres
+# essential-0 allows 20 connections in all: 2 dynos x 8 leave room for the release phase and a
+# `heroku run` (docs/operations.md). 0: no pool, one connection per unit of work.
 DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 8)
 # Seconds a unit of work waits for a pooled connection before it fails.
 DATABASE_POOL_TIMEOUT = env_number("DATABASE_POOL_TIMEOUT", 10, minimum=0.1)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The pool refuses persistent connections; CONN_HEALTH_CHECKS makes it check a connection
-    # before lending it, so a PostgreSQL restart costs no failed request.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    if DATABASE_POOL_MAX:
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": min(2, DATABASE_POOL_MAX),
-            "max_size": DATABASE_POOL_MAX,
-            "timeout": DATABASE_POOL_TIMEOUT,
-            "name": "roomchat",
-        }
+DATABASES = {
+    "default": database(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        debug=DEBUG,
+        pool_max=DATABASE_POOL_MAX,
+        pool_timeout=DATABASE_POOL_TIMEOUT,
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -253,66 +193,15 @@ WHITENOISE_MAX_AGE = 60 * 60 * 24 * 365  # hashed names: cache for a year
 # a room's (per-user limits, budgets, the circuit breaker) lives on the first (SPEC §4).
 # Changing the list moves rooms between servers: docs/operations.md.
 REDIS_URLS = env_list("REDIS_URL", "")
-if len(set(REDIS_URLS)) != len(REDIS_URLS):
-    raise ImproperlyConfigured("REDIS_URL names the same server twice")
 REDIS_URL = REDIS_URLS[0] if REDIS_URLS else ""
 # Keys of our shared state (locks, live text, stop flags, presence, rate limits) start with this.
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "roomchat")
 # `pubsub` (default): one PUBLISH per frame, fanned out inside each process, no capacity drops,
 # subscriptions survive a Redis restart. `core`: channels_redis' list-based layer.
 REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
-
-
-def redis_connection_options(url: str) -> dict[str, Any]:
-    """Options for every Redis client we open (channel layer and shared state)."""
-    options: dict[str, Any] = {
-        # redis-py 8 defaults to a 5 s socket timeout, which kills idle blocking reads.
-        "socket_timeout": 15,
-        "socket_connect_timeout": 5,
-        "health_check_interval": 10,
-        # redis-py's own default (10 retries, up to 1 s apart) makes every call hang for
-        # seconds while Redis is down, and a pool without a client (the channel layer's) gets
-        # none, so the first PUBLISH after a restart fails on a dead pooled connection. Two
-        # quick retries on connection errors only: a timed-out command may have run already.
-        "retry": Retry(
-            ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2, (RedisConnectionError,)
-        ),
-    }
-    if url.startswith("rediss://"):
-        # Heroku Redis presents self-signed certificates; plain redis:// rejects this option.
-        options["ssl_cert_reqs"] = None
-    return options
-
-
 REDIS_OPTIONS = redis_connection_options(REDIS_URL) if REDIS_URL else {}
-# channels-redis host dicts, in REDIS_URL's order (the order decides each room's server); TLS
-# options per server, since only rediss:// accepts them.
-REDIS_HOSTS = [{"address": url, **redis_connection_options(url)} for url in REDIS_URLS]
-if REDIS_URL:
-    if REDIS_CHANNEL_LAYER == "core":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                # A process's sockets share one inbox: size it for many tabs per process.
-                "CONFIG": {"hosts": REDIS_HOSTS, "capacity": 5000, "prefix": REDIS_KEY_PREFIX},
-            }
-        }
-    elif REDIS_CHANNEL_LAYER == "pubsub":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": REDIS_HOSTS, "prefix": REDIS_KEY_PREFIX},
-            }
-        }
-    else:
-        raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be pubsub or core")
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 5000},
-        }
-    }
+REDIS_HOSTS = redis_hosts(REDIS_URLS)
+CHANNEL_LAYERS = channel_layers(REDIS_HOSTS, REDIS_KEY_PREFIX, REDIS_CHANNEL_LAYER)
 
 # --- The model -----------------------------------------------------------------------------
 
@@ -323,21 +212,9 @@ INFERENCE_KEY = env_str("INFERENCE_KEY")
 INFERENCE_MODEL_ID = env_str("INFERENCE_MODEL_ID")
 
 
-def _default_provider() -> str:
-    if ANTHROPIC_API_KEY:
-        return "anthropic"
-    if INFERENCE_URL and INFERENCE_KEY:
-        return "heroku"
-    return "demo"
-
-
-LLM_PROVIDER = env_str("LLM_PROVIDER", _default_provider())
-if LLM_PROVIDER not in {"anthropic", "heroku", "demo"}:
-    raise ImproperlyConfigured("LLM_PROVIDER must be anthropic, heroku or demo")
-if LLM_PROVIDER == "heroku" and not (INFERENCE_URL and INFERENCE_KEY and INFERENCE_MODEL_ID):
-    raise ImproperlyConfigured(
-        "LLM_PROVIDER=heroku needs INFERENCE_URL, INFERENCE_KEY and INFERENCE_MODEL_ID"
-    )
+LLM_PROVIDER = env_str(
+    "LLM_PROVIDER", default_provider(ANTHROPIC_API_KEY, INFERENCE_URL, INFERENCE_KEY)
+)
 ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-sonnet-5-5")
 LLM_ALLOWED_MODELS = env_list("LLM_ALLOWED_MODELS", "claude-sonnet-5-5,claude-haiku-5-5")
 LLM_SUMMARY_MODEL = env_str("LLM_SUMMARY_MODEL", "claude-haiku-5-5")
@@ -348,36 +225,17 @@ LLM_STALL_TIMEOUT = env_number("LLM_STALL_TIMEOUT", 30, minimum=0.1)
 LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5, minimum=1)
 LLM_BREAKER_COOLDOWN = env_number("LLM_BREAKER_COOLDOWN", 30, minimum=0.1)
 LLM_FALLBACK_MODEL = env_str("LLM_FALLBACK_MODEL")
-if LLM_PROVIDER == "anthropic":
-    from chatsite.llm.catalog import configuration_problems
-
-    # A deprecated model refuses startup (docs/providers.md): better a failed release than
-    # replies that break on the model's end-of-life date.
-    _model_errors, _model_warnings = configuration_problems(
-        default=ANTHROPIC_MODEL,
-        summary=LLM_SUMMARY_MODEL,
-        fallback=LLM_FALLBACK_MODEL,
-        allowed=LLM_ALLOWED_MODELS,
-    )
-    for _warning in _model_warnings:
-        log.warning("%s", _warning)
-    if _model_errors:
-        raise ImproperlyConfigured("; ".join(_model_errors))
-elif LLM_PROVIDER == "heroku":
-    from chatsite.llm.catalog import heroku_model_warning
-
-    # Heroku retires the model it serves on its own schedule: warn loudly, keep serving.
-    _heroku_warning = heroku_model_warning(INFERENCE_MODEL_ID)
-    if _heroku_warning:
-        log.warning("%s", _heroku_warning)
-# Input tokens a request may use: the window minus the reply cap minus 10 %. It must hold a
-# system prompt (4,000 characters) and a long message besides the history.
+check_provider(
+    LLM_PROVIDER,
+    inference=(INFERENCE_URL, INFERENCE_KEY, INFERENCE_MODEL_ID),
+    default=ANTHROPIC_MODEL,
+    summary=LLM_SUMMARY_MODEL,
+    fallback=LLM_FALLBACK_MODEL,
+    allowed=LLM_ALLOWED_MODELS,
+)
+# Input tokens a request may use: the window minus the reply cap minus 10 %.
 LLM_MIN_REQUEST_BUDGET = 4096
-if LLM_CONTEXT_WINDOW - LLM_MAX_TOKENS - LLM_CONTEXT_WINDOW // 10 < LLM_MIN_REQUEST_BUDGET:
-    raise ImproperlyConfigured(
-        "LLM_CONTEXT_WINDOW minus LLM_MAX_TOKENS minus 10 % must leave at least "
-        f"{LLM_MIN_REQUEST_BUDGET} tokens for the conversation"
-    )
+check_request_budget(LLM_CONTEXT_WINDOW, LLM_MAX_TOKENS, LLM_MIN_REQUEST_BUDGET)
 # First retry waits about this long (then doubling, with jitter); tests make it small.
 LLM_RETRY_BASE_DELAY = env_number("LLM_RETRY_BASE_DELAY", 1.0)
 # Demo provider pace; tests speed it up.
@@ -393,14 +251,6 @@ ROOM_LOCK_TTL = env_number("ROOM_LOCK_TTL", 15, minimum=1)
 # A socket whose client lets this many bytes pile up unread is dropped (docs/operations.md);
 # above the largest snapshot (50 messages of CHAT_MAX_TEXT characters), so a fresh one fits.
 WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 4 * 1024 * 1024, minimum=65536)
-
-
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    """One of `choices`; anything else refuses to start with a message naming them."""
-    value = env_str(name, default).lower()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return value
 
 
 # Who may sign up (SPEC §4): anyone, only through an invite link, or nobody (staff create users).
