@@ -222,7 +222,8 @@ class Rig:
                     proc.kill()
 
     def worker(self, module: str, name: str, spec: dict[str, Any]) -> Worker:
-        worker = Worker(module, name, {**spec, "epoch": self.epoch}, self.workdir)
+        label = f"{self.label}-{name}" if self.label else name
+        worker = Worker(module, label, {**spec, "epoch": self.epoch}, self.workdir)
         if self.nice:
             boost(worker.pid, self.nice)
         return worker

@@ -251,9 +251,10 @@ def hold(
             time.sleep(min(5.0, idle_s))  # presence announcements and join work drain
             usage = [ProcessUsage(server.name, pid)]
             sampler = Sampler(usage)
-            sampler.start()
-            time.sleep(idle_s)
-            wall = sampler.stop()
+            with rig.profiled([server], f"{rig.label}-{name}-idle-window"):
+                sampler.start()
+                time.sleep(idle_s)
+                wall = sampler.stop()
             rss_held = rss_total_mib([pid])
             result["idle_cpu_pct"] = round(usage[0].cpu_percent(wall) or 0, 1)
             result["rss_before_mib"] = round(rss_before, 1)

@@ -134,17 +134,16 @@ def run_app(rig: Rig, app: str, plan: Plan, only: set[str], say: Any) -> dict[st
         if "idle" in only:
             per_room = -(-plan.idle_sockets // len(rooms.idle))
             tabs = sc.tabs_for(rig, [p0], rooms.idle, per_room, 0)[: plan.idle_sockets]
-            with rig.profiled([p0], f"{tag}-idle"):
-                out["idle"] = sc.hold(
-                    rig,
-                    p0,
-                    "idle",
-                    tabs,
-                    clients=2,
-                    concurrency=100,
-                    deadline=plan.idle_deadline,
-                    idle_s=plan.idle_seconds,
-                )
+            out["idle"] = sc.hold(
+                rig,
+                p0,
+                "idle",
+                tabs,
+                clients=2,
+                concurrency=100,
+                deadline=plan.idle_deadline,
+                idle_s=plan.idle_seconds,
+            )
             say(f"  idle: {brief_hold(out['idle'])}")
     return out
 
