@@ -211,10 +211,13 @@ def plot(payload: dict[str, Any], path: Path) -> None:
         for k in ("stream200", "stream1000", "rooms50", "storm")
         if any(k in r for r in res.values())
     ]
-    fig, grid = plt.subplots(
-        1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.2), squeeze=False
-    )
-    axes = list(grid[0])
+    columns = min(3, len(panels) + 1)
+    rows = -(-(len(panels) + 1) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for spare in axes[len(panels) + 1 :]:
+        spare.set_visible(False)
+    axes = axes[: len(panels) + 1]
     colours = {"product": "tab:blue", "naive": "tab:red"}
     for ax, key in zip(axes, panels, strict=False):
         for app, r in res.items():
