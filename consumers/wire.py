@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.internet import tcp
 
 from . import transport
 
@@ -34,11 +35,46 @@ def prepare(text: str) -> PreparedMessage:
 
 
 def write(protocol: Any, prepared: PreparedMessage) -> bool:
-    """Send a prepared frame if the connection is open; False when it is not (closing)."""
+    """Send a prepared frame if the connection is open; False when it is not (closing).
+
+    When the connection's Twisted transport has nothing waiting, the frame goes straight to the
+    kernel (one `send`), instead of being buffered until the reactor reports the socket writable
+    (`add_writer`, an epoll round, `doWrite`, `remove_writer`: most of the fan-out's remaining
+    cost per socket). Whatever the kernel does not take, and every other case (compression, a
+    backlog, TLS or any other transport), goes the usual way, in order.
+    """
     if protocol.state != WebSocketProtocol.STATE_OPEN:
         return False
-    protocol.sendPreparedMessage(prepared)
+    transport = protocol.transport
+    if (
+        getattr(protocol, "_perMessageCompress", None) is not None
+        or protocol.send_queue
+        or not _idle_tcp(transport)
+    ):
+        protocol.sendPreparedMessage(prepared)
+        return True
+    data = prepared.payloadHybi
+    try:
+        sent = transport.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:  # the connection broke: Twisted notices on its next read and closes it
+        return False
+    if sent < len(data):
+        transport.write(data[sent:])
     return True
+
+
+def _idle_tcp(transport: Any) -> bool:
+    """A plain TCP transport, connected, with nothing buffered (so a direct send keeps order)."""
+    if not isinstance(transport, tcp.Connection):
+        return False
+    return bool(
+        transport.connected
+        and not transport.disconnecting
+        and transport._tempDataLen == 0
+        and len(transport.dataBuffer) == transport.offset
+    )
 
 
 def backlog(protocol: Any) -> int:
