@@ -13,7 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from channels.db import database_sync_to_async
+
 from chatsite.llm.base import ChatRequest
+from chatsite.rooms import selectors
+from chatsite.rooms.models import Room
 
 from . import session_watch
 from .fanout import RoomFanout
@@ -77,6 +81,7 @@ class RoomchatProcess:
         self.fanout = RoomFanout()
         # The shared part of `room.snapshot`, one read per room for all who asked before it began.
         self.snapshots: FreshReads[int, SnapshotFrame] = FreshReads(_room_snapshot)
+        self.rooms_by_slug: FreshReads[str, Room | None] = FreshReads(_room_by_slug)
         self.presence = RoomPresence(state)
         self.summarizer = Summarizer(state)
         self.runner = ReplyRunner(state, after_reply=self._after_reply)
@@ -149,6 +154,12 @@ class RoomchatProcess:
         self.presence.cancel_pending()
         if self.recovery is not None:
             self.recovery.close()
+
+
+async def _room_by_slug(slug: str) -> Room | None:
+    """The room (members prefetched for the access check); shared read-only by its readers."""
+    room: Room | None = await database_sync_to_async(selectors.room_by_slug)(slug)
+    return room
 
 
 async def _room_snapshot(room_id: int) -> SnapshotFrame:

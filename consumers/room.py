@@ -10,12 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from autobahn.exception import Disconnected
-from channels.db import database_sync_to_async
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chatsite.rooms import selectors
 from chatsite.rooms.access import can_enter
 from chatsite.rooms.models import Room
 from chatsite.usage import live as live_metrics
@@ -84,7 +82,8 @@ class RoomConsumer(RoomchatConsumerBase):
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        room = await database_sync_to_async(selectors.room_by_slug)(slug)
+        # One read for every tab that asked before it began (a crowd opening the room at once).
+        room = await current_process().rooms_by_slug.get(slug)
         if room is None:
             await self.close(code=protocol.CLOSE_NO_ROOM)
             return
