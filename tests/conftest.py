@@ -89,6 +89,10 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
             test["NAME"] = str(folder / f"test_roomchat_{run}{suffix}.sqlite3")
         else:
             test["NAME"] = f"test_roomchat_{run}{suffix}"
+            # The servers under test keep the production pool (DATABASE_POOL_MAX); this test
+            # process does not: its sync_to_async threads have no request cycle to hand their
+            # connections back, so a pool of 8 ran dry after 8 of them (PoolTimeout).
+            database.get("OPTIONS", {}).pop("pool", None)
 
 
 @pytest.fixture(scope="session")
