@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from chatsite.conversation.models import RoomEvent
 from chatsite.rooms.models import Message, Room
+from chatsite.rooms.serializers import iso_utc
 from chatsite.usage.store import reset_counters
 from consumers import limit_guard
 from consumers.actions import reactions
@@ -229,3 +231,43 @@ async def test_the_reply_says_who_stopped_it(
     assert stored.stopped_by is not None and stored.stopped_by.username == "bob"
     _, complete = await finished_reply(a, "and now in full")
     assert complete["status"] == "complete" and complete["stopped_by"] is None
+
+
+# --- settings changes as events --------------------------------------------------------------
+
+
+async def test_settings_changes_are_events_live_and_in_a_later_joiners_snapshot(
+    connect: Connect,
+    room: Room,
+    alice: tuple[User, str],
+    bob: tuple[User, str],
+    use_fake_anthropic: FakeAnthropic,
+) -> None:
+    earlier = await Message.objects.acreate(room=room, role="user", author=bob[0], text="hi")
+    a = await connect("lounge", alice[1])
+    assert a.frames[0]["events"] == []
+    await a.send({"type": "room.update", "reply_mode": "mention", "model": "claude-haiku-5-5"})
+    updated = await a.until("room.updated")
+    live = updated["events"]
+    assert [(e["kind"], e["value"], e["actor"]) for e in live] == [
+        ("model", "claude-haiku-5-5", "alice"),
+        ("reply_mode", "mention", "alice"),
+    ]
+    assert live[0]["id"] < live[1]["id"] and live[0]["created_at"].endswith("Z")
+    assert live[0]["created_at"] >= iso_utc(earlier.created_at)
+
+    # The same again changes nothing, so it records nothing.
+    await a.send({"type": "room.update", "reply_mode": "mention", "model": "claude-haiku-5-5"})
+    assert "events" not in await a.until("room.updated")
+    # A new prompt is an event that does not carry the prompt.
+    await a.send({"type": "room.update", "system_prompt": "Speak like a pirate."})
+    prompt = (await a.until("room.updated"))["events"]
+    assert [(e["kind"], e["value"]) for e in prompt] == [("system_prompt", "changed")]
+
+    b = await connect("lounge", bob[1])  # joins after the changes
+    snapshot = b.frames[0]
+    assert [m["id"] for m in snapshot["messages"]] == [earlier.pk]
+    assert snapshot["events"] == live + prompt
+    assert "pirate" not in json.dumps(snapshot["events"])
+    stored = await RoomEvent.objects.filter(room=room).acount()
+    assert stored == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from chatsite.rooms.models import Message
@@ -50,3 +51,39 @@ class ReplyFeedback(Message):
         proxy = True
         verbose_name = "reply feedback"
         verbose_name_plural = "reply feedback"
+
+
+class RoomEvent(models.Model):
+    """A change of the room's settings, shown in the conversation as a quiet line (issue 14).
+
+    Written by `room.update` for each field that actually changed. A system prompt's text is
+    never copied here: `value` only says whether it was "changed" or "cleared".
+    """
+
+    class Kind(models.TextChoices):
+        MODEL = "model"
+        SYSTEM_PROMPT = "system_prompt"
+        REPLY_MODE = "reply_mode"
+        PRIVATE = "private"
+        TITLE = "title"
+
+    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="room_events",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The new model / reply mode / "private" or "public" / title; "changed" or "cleared" for
+    # the system prompt.
+    value = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["room", "id"], name="roomevent_room_id")]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}: {self.kind} = {self.value}"

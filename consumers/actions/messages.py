@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from chatsite.conversation import events as room_events
 from chatsite.conversation import writes
 from chatsite.llm.registry import get_provider
 from chatsite.rooms import selectors, services
@@ -21,10 +22,11 @@ from chatsite.usage.budgets import budget_view
 from .. import limit_guard, protocol
 from ..broadcast import broadcast
 from ..protocol import FrameError, SendMessage, StopGeneration, Sync
-from ..protocol.frames import LiveGenerationData, SnapshotFrame
+from ..protocol.frames import LiveGenerationData, RoomEventData, SnapshotFrame
 from ..state import LiveText, shared_state
 from . import conversation
 from .context import ActionContext
+from .room_events import event_data, events_from
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,13 @@ MessageT = TypeVar("MessageT", bound=Mapping[str, Any])
 
 
 @database_sync_to_async
-def _load_snapshot_rows(room_id: int) -> tuple[Room, list[Message]] | None:
+def _load_snapshot_rows(room_id: int) -> tuple[Room, list[Message], list[RoomEventData]] | None:
     room = selectors.room_by_id(room_id)
     if room is None:
         return None
-    return room, selectors.newest_messages(room, SNAPSHOT_MESSAGES)
+    rows = selectors.newest_messages(room, SNAPSHOT_MESSAGES)
+    events = room_events.snapshot_events(room_id, rows[0].created_at if rows else None)
+    return room, rows, [event_data(e) for e in events]
 
 
 async def _live_generation(room_id: int) -> LiveText | None:
@@ -78,7 +82,7 @@ async def room_snapshot(room_id: int) -> SnapshotFrame:
     loaded = await _load_snapshot_rows(room_id)
     if loaded is None:
         raise FrameError("not_found", "This room no longer exists.")
-    room, rows = loaded
+    room, rows, events = loaded
     live = await _live_generation(room_id)
     streaming = [m.pk for m in rows if m.status == Message.Status.STREAMING]
     newest = rows[-1].pk if rows else 0
@@ -94,8 +98,11 @@ async def room_snapshot(room_id: int) -> SnapshotFrame:
         )
         for m in rows
     ]
-    frame = protocol.snapshot(room_data(room, get_provider()), "", [], generation, None)
+    # The events (at most 50 short ones) count against the byte cap like the room does.
+    frame = protocol.snapshot(room_data(room, get_provider()), "", [], generation, None, events)
     frame["messages"] = fit_messages(frame, messages)
+    oldest = frame["messages"][0]["created_at"] if frame["messages"] else None
+    frame["events"] = events_from(oldest, events)
     return frame
 
 

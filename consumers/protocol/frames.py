@@ -37,6 +37,20 @@ class UserData(TypedDict):
     username: str
 
 
+RoomEventKind = Literal["model", "system_prompt", "reply_mode", "private", "title"]
+
+
+class RoomEventData(TypedDict):
+    """A change of the room's settings (a quiet line in the conversation); `value` is the new
+    model / reply mode / title, "private" or "public", or "changed"/"cleared" for the prompt."""
+
+    id: int
+    kind: RoomEventKind
+    value: str
+    actor: str | None
+    created_at: str
+
+
 class ErrorInfo(TypedDict):
     code: str
     message: str
@@ -56,6 +70,7 @@ class SnapshotFrame(TypedDict):
     messages: list[MessageData]
     generation: LiveGenerationData | None
     budget: BudgetData | None
+    events: list[RoomEventData]
 
 
 class PresenceFrame(TypedDict):
@@ -71,6 +86,7 @@ class MessageCreatedFrame(TypedDict):
 class RoomUpdatedFrame(TypedDict):
     type: Literal["room.updated"]
     room: RoomData
+    events: NotRequired[list[RoomEventData]]
 
 
 class InviteCreatedFrame(TypedDict):

@@ -22,6 +22,7 @@ from .frames import (
     MessageSupersededFrame,
     PresenceFrame,
     ReactionUpdatedFrame,
+    RoomEventData,
     RoomUpdatedFrame,
     SnapshotFrame,
     TypingFrame,
@@ -46,6 +47,7 @@ def snapshot(
     messages: list[MessageData],
     generation: LiveGenerationData | None,
     budget: BudgetData | None,
+    events: list[RoomEventData] | None = None,
 ) -> SnapshotFrame:
     return {
         "type": "room.snapshot",
@@ -54,6 +56,7 @@ def snapshot(
         "messages": messages,
         "generation": generation,
         "budget": budget,
+        "events": events or [],
     }
 
 
@@ -65,8 +68,11 @@ def message_created(message: MessageData) -> MessageCreatedFrame:
     return {"type": "message.created", "message": message}
 
 
-def room_updated(room: RoomData) -> RoomUpdatedFrame:
-    return {"type": "room.updated", "room": room}
+def room_updated(room: RoomData, events: list[RoomEventData] | None = None) -> RoomUpdatedFrame:
+    frame: RoomUpdatedFrame = {"type": "room.updated", "room": room}
+    if events:  # the settings changes this update made (additive, SPEC §6)
+        frame["events"] = events
+    return frame
 
 
 def invite_created(url: str, expires_at: str) -> InviteCreatedFrame:
