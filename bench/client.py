@@ -199,7 +199,7 @@ async def run(spec: dict[str, Any]) -> None:
         began = time.time()
         while time.time() - began < SETTLE_LIMIT:
             last = max((tab.frames[-1][0] for tab in live if tab.frames), default=began)
-            if time.time() - last >= SETTLE_QUIET:
+            if time.time() - last >= float(spec.get("settle_quiet", SETTLE_QUIET)):
                 break
             await asyncio.sleep(0.1)
         print(f"SETTLED {time.time() - began:.1f}", flush=True)

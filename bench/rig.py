@@ -168,9 +168,9 @@ class Rig:
         self._db_context = database(self.db, self.workdir)
         return str(self._db_context.__enter__())
 
-    @contextlib.contextmanager
-    def servers(self, app: str, count: int, env: dict[str, str]) -> Iterator[list[DaphneProcess]]:
-        """`count` daphne processes serving `app`, warmed up (one short reply each)."""
+    def launch(self, app: str, count: int, env: dict[str, str]) -> list[DaphneProcess]:
+        """Start `count` daphne processes serving `app` without waiting for them (`servers`
+        takes them; `--quick` boots the naive recipe's while the product's scenarios run)."""
         daphnes = [
             DaphneProcess(
                 {**self.env, **env},
@@ -182,8 +182,20 @@ class Rig:
             )
             for i in range(count)
         ]
+        for d in daphnes:
+            d.launch()
+        return daphnes
+
+    @contextlib.contextmanager
+    def servers(
+        self, app: str, count: int, env: dict[str, str], launched: list[DaphneProcess] | None = None
+    ) -> Iterator[list[DaphneProcess]]:
+        """`count` daphne processes serving `app` (or those `launch` started), ready and warmed
+        up (one short reply each); stopped afterwards."""
+        daphnes = launched or self.launch(app, count, env)
         try:
-            DaphneProcess.start_all(*daphnes)
+            for d in daphnes:
+                d.wait_ready()
             if self.nice:
                 for d in daphnes:
                     boost(d.pid or 0, self.nice)

@@ -102,6 +102,7 @@ def stream(
     concurrency: int = 20,
     slack: float = 20.0,
     during: Any = None,
+    settle_quiet: float = 1.0,
 ) -> dict[str, Any]:
     """Stream one reply to every room of `tabs` at once; `during(go_time)` runs right after GO
     (the storm uses it) and its result is stored under "during"."""
@@ -122,6 +123,7 @@ def stream(
                 "msg_id": f"{name}-{time.time_ns()}",
                 "timeout": timeout,
                 "concurrency": concurrency,
+                "settle_quiet": settle_quiet,
             }
             workers.append(rig.worker("bench.client", f"{name}-client-{i}", spec))
         began = time.monotonic()

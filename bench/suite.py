@@ -53,28 +53,32 @@ class Plan:
     overhead_samples: int = 30
     users: int = 2000
     seed_messages: int = 20
+    slack: float = 30.0  # seconds a reply may end late before its tabs give up (naive: half)
+    settle_quiet: float = 1.0  # seconds without a frame before a stream starts
 
 
 QUICK = Plan(
     stream_tabs=60,
-    stream_tokens=100,
     big_tabs=120,
-    big_tokens=100,
     rooms=5,
     room_tabs=4,
-    room_tokens=60,
     storm_tabs=120,
     storm_rooms=6,
     storm_deadline=10.0,
     victim_tabs=4,
-    victim_tokens=200,
     idle_sockets=300,
     idle_rooms=15,
     idle_deadline=10.0,
-    idle_seconds=1.5,
     overhead_samples=5,
     users=200,
     seed_messages=5,
+    slack=8.0,
+    settle_quiet=0.4,
+    stream_tokens=60,
+    big_tokens=60,
+    room_tokens=40,
+    victim_tokens=150,
+    idle_seconds=1.0,
 )
 
 
@@ -96,13 +100,15 @@ class Rooms:
         return 4 + plan.rooms + plan.storm_rooms + plan.idle_rooms
 
 
-def run_app(rig: Rig, app: str, plan: Plan, only: set[str], say: Any) -> dict[str, Any]:
+def run_app(
+    rig: Rig, app: str, plan: Plan, only: set[str], say: Any, launched: Any = None
+) -> dict[str, Any]:
     """Every chosen scenario against one application's processes."""
     rooms = Rooms(rig.rooms, plan)
     out: dict[str, Any] = {}
     naive = app == NAIVE_APP
-    slack = 15.0 if naive else 30.0
-    with rig.servers(app, 2, {}) as servers:
+    slack = plan.slack / 2 if naive else plan.slack
+    with rig.servers(app, 2, {}, launched) as servers:
         p0 = servers[0]
         say(f"{app}: daphne {[d.port for d in servers]}")
         tag = rig.label = "naive" if naive else "product"
@@ -113,19 +119,41 @@ def run_app(rig: Rig, app: str, plan: Plan, only: set[str], say: Any) -> dict[st
         if "stream200" in only:
             tabs = sc.tabs_for(rig, servers, [rooms.stream200], plan.stream_tabs, 0)
             out["stream200"] = sc.stream(
-                rig, servers, "s200", tabs, plan.stream_tokens, 100, slack=slack
+                rig,
+                servers,
+                "s200",
+                tabs,
+                plan.stream_tokens,
+                100,
+                slack=slack,
+                settle_quiet=plan.settle_quiet,
             )
             say(f"  stream200: {brief(out['stream200'])}")
         if "rooms50" in only:
             tabs = sc.tabs_for(rig, servers, rooms.rooms50, plan.room_tabs, 0)
             out["rooms50"] = sc.stream(
-                rig, servers, "r50", tabs, plan.room_tokens, plan.room_rate, slack=slack
+                rig,
+                servers,
+                "r50",
+                tabs,
+                plan.room_tokens,
+                plan.room_rate,
+                slack=slack,
+                settle_quiet=plan.settle_quiet,
             )
             say(f"  rooms50: {brief(out['rooms50'])}")
         if "stream1000" in only:
             tabs = sc.tabs_for(rig, servers, [rooms.stream1000], plan.big_tabs, 0)
             out["stream1000"] = sc.stream(
-                rig, servers, "s1000", tabs, plan.big_tokens, 100, concurrency=50, slack=slack
+                rig,
+                servers,
+                "s1000",
+                tabs,
+                plan.big_tokens,
+                100,
+                concurrency=50,
+                slack=slack,
+                settle_quiet=plan.settle_quiet,
             )
             say(f"  stream1000: {brief(out['stream1000'])}")
         if "storm" in only:
@@ -162,7 +190,15 @@ def storm(rig: Rig, p0: Any, rooms: Rooms, plan: Plan, slack: float) -> dict[str
         )
 
     result = sc.stream(
-        rig, [p0], "victim", victims, plan.victim_tokens, 100, slack=slack, during=during
+        rig,
+        [p0],
+        "victim",
+        victims,
+        plan.victim_tokens,
+        100,
+        slack=slack,
+        during=during,
+        settle_quiet=plan.settle_quiet,
     )
     result["storm"] = storm_result
     return result
@@ -258,13 +294,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     try:
         rig.start(plan.seed_messages)
+        launched = None
         for app in apps:
             target = PRODUCT_APP if app == "product" else NAIVE_APP
             if app == "product" and args.app:
                 target = args.app
             extra = dict(item.partition("=")[::2] for item in args.env) if app == "product" else {}
             rig.env.update(extra)
-            results[app] = run_app(rig, target, plan, only, say)
+            # Quick runs boot the naive recipe's processes while the product's scenarios run.
+            early = (
+                rig.launch(NAIVE_APP, 2, {})
+                if args.quick and app == "product" and "naive" in apps
+                else None
+            )
+            results[app] = run_app(rig, target, plan, only, say, launched)
+            launched = early
             for name in extra:
                 rig.env.pop(name, None)
         failed = [
