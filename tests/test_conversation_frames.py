@@ -243,7 +243,8 @@ async def test_settings_changes_are_events_live_and_in_a_later_joiners_snapshot(
     bob: tuple[User, str],
     use_fake_anthropic: FakeAnthropic,
 ) -> None:
-    earlier = await Message.objects.acreate(room=room, role="user", author=bob[0], text="hi")
+    # Answered already (a reply), so no reply starts meanwhile.
+    earlier = await Message.objects.acreate(room=room, role="assistant", text="hi", model="demo")
     a = await connect("lounge", alice[1])
     assert a.frames[0]["events"] == []
     await a.send({"type": "room.update", "reply_mode": "mention", "model": "claude-haiku-5-5"})
@@ -271,3 +272,26 @@ async def test_settings_changes_are_events_live_and_in_a_later_joiners_snapshot(
     assert "pirate" not in json.dumps(snapshot["events"])
     stored = await RoomEvent.objects.filter(room=room).acount()
     assert stored == 3
+
+
+async def test_a_snapshot_carries_the_events_of_the_conversation_it_shows(
+    connect: Connect, room: Room, alice: tuple[User, str], use_fake_anthropic: FakeAnthropic
+) -> None:
+    await RoomEvent.objects.abulk_create(
+        RoomEvent(room=room, actor=alice[0], kind="title", value=f"t{i}") for i in range(25)
+    )
+    a = await connect("lounge", alice[1])
+    assert [e["value"] for e in a.frames[0]["events"]] == [f"t{i}" for i in range(5, 25)]
+
+    # Once 50 messages (a snapshot's worth) follow, the earlier changes are of older history.
+    await Message.objects.abulk_create(
+        Message(room=room, role="assistant", text=f"r{i}", model="demo") for i in range(50)
+    )
+    await a.send({"type": "room.update", "title": "After"})
+    await a.until("room.updated")
+    await a.send({"type": "sync"})
+    snapshot = await a.until("room.snapshot")
+    assert len(snapshot["messages"]) == 50
+    assert [(e["kind"], e["value"], e["actor"]) for e in snapshot["events"]] == [
+        ("title", "After", "alice")
+    ]

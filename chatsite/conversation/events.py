@@ -67,12 +67,16 @@ def update_settings(
     return updated, events
 
 
-def snapshot_events(room_id: int, since: datetime | None) -> list[RoomEvent]:
-    """The room's events at or after `since` (the oldest message shown), or the newest few when
-    there is none; at most SNAPSHOT_EVENTS, oldest first, with their actors."""
+def snapshot_events(room_id: int, oldest: datetime | None, *, whole: bool) -> list[RoomEvent]:
+    """The events a snapshot carries, oldest first, with their actors, at most SNAPSHOT_EVENTS.
+
+    `oldest` is the oldest message the snapshot holds. When it holds the whole conversation
+    (`whole`), the changes before its first message belong to it too; otherwise only those at
+    or after `oldest`. A room without messages gets its newest EVENTS_WITHOUT_MESSAGES.
+    """
     rows = RoomEvent.objects.filter(room_id=room_id).select_related("actor").order_by("-id")
-    if since is not None:
-        rows = rows.filter(created_at__gte=since)
-    picked = list(rows[: SNAPSHOT_EVENTS if since is not None else EVENTS_WITHOUT_MESSAGES])
+    if oldest is not None and not whole:
+        rows = rows.filter(created_at__gte=oldest)
+    picked = list(rows[: SNAPSHOT_EVENTS if oldest is not None else EVENTS_WITHOUT_MESSAGES])
     picked.reverse()
     return picked

@@ -48,7 +48,9 @@ def _load_snapshot_rows(room_id: int) -> tuple[Room, list[Message], list[RoomEve
     if room is None:
         return None
     rows = selectors.newest_messages(room, SNAPSHOT_MESSAGES)
-    events = room_events.snapshot_events(room_id, rows[0].created_at if rows else None)
+    events = room_events.snapshot_events(
+        room_id, rows[0].created_at if rows else None, whole=len(rows) < SNAPSHOT_MESSAGES
+    )
     return room, rows, [event_data(e) for e in events]
 
 
@@ -101,8 +103,8 @@ async def room_snapshot(room_id: int) -> SnapshotFrame:
     # The events (at most 50 short ones) count against the byte cap like the room does.
     frame = protocol.snapshot(room_data(room, get_provider()), "", [], generation, None, events)
     frame["messages"] = fit_messages(frame, messages)
-    oldest = frame["messages"][0]["created_at"] if frame["messages"] else None
-    frame["events"] = events_from(oldest, events)
+    if len(frame["messages"]) < len(messages):  # older messages left out: their events too
+        frame["events"] = events_from(frame["messages"], events)
     return frame
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 from chatsite.conversation.models import RoomEvent
-from chatsite.rooms.serializers import iso_utc
+from chatsite.rooms.serializers import MessageData, iso_utc
 
 from ..protocol.frames import RoomEventData, RoomEventKind
 
@@ -21,8 +22,11 @@ def event_data(event: RoomEvent) -> RoomEventData:
     }
 
 
-def events_from(oldest_shown: str | None, events: list[RoomEventData]) -> list[RoomEventData]:
-    """The events at or after the oldest message a snapshot kept (all of them without one)."""
-    if oldest_shown is None:
-        return events
-    return [e for e in events if e["created_at"] >= oldest_shown]
+def events_from(
+    messages: Sequence[MessageData], events: list[RoomEventData]
+) -> list[RoomEventData]:
+    """The events at or after the oldest of `messages` (none when there are no messages)."""
+    if not messages:
+        return []
+    oldest = messages[0]["created_at"]
+    return [e for e in events if e["created_at"] >= oldest]

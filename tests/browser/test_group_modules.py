@@ -241,9 +241,18 @@ def test_reducer_reactions_superseded_stopped_by_and_room_change_lines(page: Pag
   const answered = group.answeredIds(s.messages, 3);
   apply({ type: "local.regenerate", message_id: 4 }); // a reply runs: nothing sent
   apply({ type: "generation.finished", message_id: 4, status: "stopped", text: "y", stop_reason: null, usage: {}, error: null, stopped_by: "bob" });
-  apply({ type: "room.updated", room: { ...room, model: "m2", reply_mode: "mention" } });
+  // Settings changes come from the server's events, not from comparing rooms.
+  const ev = (id, kind, value, actor) => ({ id, kind, value, actor, created_at: "2026-12-04T20:00:0" + id + ".000Z" });
+  apply({ type: "room.updated", room: { ...room, model: "m2", reply_mode: "mention" },
+    events: [ev(1, "model", "m2", "alice"), ev(2, "reply_mode", "mention", "alice")] });
+  apply({ type: "room.updated", room: { ...room, model: "m2", reply_mode: "mention", system_prompt: "be brief" },
+    events: [ev(3, "system_prompt", "changed", "alice")] });
   apply({ type: "room.updated", room: { ...room, model: "m2", reply_mode: "mention", system_prompt: "be brief" } });
-  apply({ type: "room.updated", room: { ...room, model: "m2", reply_mode: "mention", system_prompt: "be brief" } });
+  apply({ type: "room.updated", room: { ...room, title: "S" } }); // no events: no line
+  // A snapshot repeats what we had and brings what we missed (unknown kinds say nothing).
+  apply({ type: "room.snapshot", room, user: { username: "alice" }, messages: s.messages, generation: null,
+    events: [ev(2, "reply_mode", "mention", "alice"), ev(3, "system_prompt", "changed", "alice"),
+      ev(4, "private", "private", null), ev(5, "title", "S", "alice"), ev(6, "colour", "red", "alice")] });
   return {
     sent,
     reactions: s.messages[2].reactions,
@@ -251,7 +260,8 @@ def test_reducer_reactions_superseded_stopped_by_and_room_change_lines(page: Pag
     answered,
     newest: group.newestReply(s.messages).id,
     stoppedBy: s.messages[3].stopped_by,
-    notes: s.roomNotes.map((n) => [n.afterId, n.text]),
+    notes: s.roomEvents.map((e) => [e.id, group.eventLine(e)]),
+    cleared: group.eventLine(ev(7, "system_prompt", "cleared", "bob")),
     people: group.peopleOf({ ...s, presence: ["carol"] }),
     label: reactions.reactionLabel("👍", ["alice", "bob"]),
   };
@@ -267,10 +277,13 @@ def test_reducer_reactions_superseded_stopped_by_and_room_change_lines(page: Pag
     assert result["newest"] == 4
     assert result["stoppedBy"] == "bob"
     assert result["notes"] == [
-        [4, "alice switched the model to m2"],
-        [4, "alice set Claude to answer only when mentioned"],
-        [4, "alice changed Claude's instructions"],
+        [1, "alice switched the model to m2"],
+        [2, "alice set Claude to answer only when mentioned"],
+        [3, "alice changed Claude's instructions"],
+        [4, "Someone made the room private"],
+        [5, "alice renamed the room to “S”"],
     ]
+    assert result["cleared"] == "bob cleared Claude's instructions"
     assert result["people"] == ["alice", "bob", "carol"]
     assert result["label"] == "👍 2: alice, bob"
 

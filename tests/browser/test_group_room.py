@@ -143,8 +143,16 @@ def test_mention_mode_picker_highlight_and_whom_a_reply_answers(
         expect(
             tab.locator("#messages .message[data-role=user]").nth(2).locator(".mention.is-claude")
         ).to_have_text("@Claude")
+
+    # A tab opened after the change shows the same line, in its place: before the messages.
+    later = alice.open_room(daphne_pair.b, slug)
+    expect(replies(later)).to_have_count(1)
+    expect(later.locator("#messages .room-note")).to_have_text(
+        f"{alice.username} set Claude to answer only when mentioned"
+    )
+    expect(later.locator("#messages > li").first).to_have_class("room-note")
     # Everything above ran under the strict CSP: no inline style or script was refused.
-    assert csp_violations(a) == [] and csp_violations(b) == []
+    assert csp_violations(a) == [] and csp_violations(b) == [] and csp_violations(later) == []
 
 
 def test_regenerate_the_newest_reply_keeps_the_earlier_version_folded(

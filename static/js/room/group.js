@@ -1,6 +1,6 @@
 // The group-conversation part of the room's state (SPEC §6-§7), pure like state.js, which calls
 // in here: reactions, superseded replies, typing, who stopped a reply, the quiet lines that say
-// the room's settings changed, and the local actions that send regenerate / react / typing.
+// the room's settings changed (from the server's events), and the local actions that send regenerate / react / typing.
 //
 // groupStep(state, action, outbox) handles the frames and actions state.js does not know and
 // returns the new state, or undefined when the action is not ours. groupAfter(prev, next,
@@ -26,20 +26,34 @@ function patchMessage(messages, id, changes) {
 
 const ANSWERS = { always: "every message", mention: "only when mentioned", auto: "when it is wanted" };
 
-/** What changed between two Room objects, as quiet lines for the conversation. */
-export function diffRoom(prev, next) {
-  if (!prev || !next) return [];
-  const who = next.owner || "The owner";
-  const lines = [];
-  if (prev.model !== next.model && next.model) lines.push(`${who} switched the model to ${next.model}`);
-  if ((prev.system_prompt || "") !== (next.system_prompt || "")) {
-    lines.push(next.system_prompt ? `${who} changed Claude's instructions` : `${who} cleared Claude's instructions`);
+/**
+ * The quiet line for one of the room's settings changes (a server `RoomEvent`, SPEC §6:
+ * `room.snapshot.events`, `room.updated.events`): {id, kind, value, actor, created_at}.
+ */
+export function eventLine(e) {
+  const who = e.actor || "Someone";
+  switch (e.kind) {
+    case "model":
+      return `${who} switched the model to ${e.value}`;
+    case "system_prompt":
+      return e.value === "cleared" ? `${who} cleared Claude's instructions` : `${who} changed Claude's instructions`;
+    case "reply_mode":
+      return `${who} set Claude to answer ${ANSWERS[e.value] || e.value}`;
+    case "private":
+      return `${who} made the room ${e.value === "private" ? "private" : "public"}`;
+    case "title":
+      return `${who} renamed the room to “${e.value}”`;
+    default:
+      return null; // a kind this page does not know: say nothing
   }
-  if (prev.reply_mode !== next.reply_mode && next.reply_mode) {
-    lines.push(`${who} set Claude to answer ${ANSWERS[next.reply_mode] || next.reply_mode}`);
-  }
-  if (prev.title !== next.title && next.title) lines.push(`${who} renamed the room to “${next.title}”`);
-  return lines;
+}
+
+/** The events we know plus new ones, by id, each once (a snapshot repeats what we had). */
+export function mergeEvents(known, incoming) {
+  if (!Array.isArray(incoming) || !incoming.length) return known;
+  const byEventId = new Map((known || []).map((e) => [e.id, e]));
+  for (const e of incoming) if (e && typeof e.id === "number" && eventLine(e)) byEventId.set(e.id, e);
+  return [...byEventId.values()].sort((x, y) => x.id - y.id);
 }
 
 /**
@@ -118,13 +132,11 @@ export function groupAfter(prev, next, a) {
     case "generation.finished":
       if (a.stopped_by === undefined) return next;
       return { ...next, messages: patchMessage(next.messages, a.message_id, { stopped_by: a.stopped_by }) };
+    case "room.snapshot":
     case "room.updated": {
-      const lines = diffRoom(prev.room, next.room);
-      if (!lines.length) return next;
-      const afterId = next.messages.length ? next.messages[next.messages.length - 1].id : 0;
-      const seq = (next.roomNotes || []).length;
-      const notes = lines.map((text, i) => ({ key: `note:${seq + i}`, afterId, text }));
-      return { ...next, roomNotes: (next.roomNotes || []).concat(notes) };
+      // The server's record of settings changes: the same lines on every tab, after a reload too.
+      const roomEvents = mergeEvents(next.roomEvents || [], a.events);
+      return roomEvents === next.roomEvents ? next : { ...next, roomEvents };
     }
     default:
       return next;

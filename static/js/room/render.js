@@ -11,6 +11,7 @@ import { renderMarkdown, renderUserMarkdown } from "roomchat/markdown";
 import { formatTime, retryNotice, errorText, refusalText, endingNote, secondsLeft, STATUS_LABELS } from "roomchat/format";
 import { AutoScroller } from "roomchat/scroll";
 import { decorateMessage, afterMessages, renderGroupChrome } from "roomchat/groupview";
+import { eventLine } from "roomchat/group";
 
 const $ = (id) => document.getElementById(id);
 
@@ -239,10 +240,14 @@ export class RoomView {
       items.splice(marker, 0, { key: SUMMARY_KEY, message: null, pending: null });
       keys.add(SUMMARY_KEY);
     }
-    // Quiet lines saying the room's settings changed, after the message they followed.
-    for (const note of state.roomNotes || []) {
-      let at = items.findLastIndex((it) => it.message && it.message.id <= note.afterId);
-      if (at < 0 && note.afterId) continue; // that part of the conversation is not shown
+    // Quiet lines saying the room's settings changed, among the messages by time (events come
+    // in id order, so a line also goes after the lines before it).
+    for (const event of state.roomEvents || []) {
+      const text = eventLine(event);
+      if (!text) continue;
+      const at = items.findLastIndex((it) => it.note || (it.message && it.message.created_at <= event.created_at));
+      if (at < 0 && state.hasMore) continue; // before the part of the conversation shown
+      const note = { key: `event:${event.id}`, text };
       items.splice(at + 1, 0, { key: note.key, message: null, pending: null, note });
       keys.add(note.key);
     }

@@ -37,7 +37,7 @@ export function initialState({ username = null, slug = null, room = null } = {})
     loadingOlder: false,
     typing: {}, // username -> when (ms) we last heard they are typing (group.js)
     typingSentAt: 0, // when this tab last sent `typing`
-    roomNotes: [], // {key, afterId, text}: quiet lines saying the room's settings changed
+    roomEvents: [], // {id, kind, value, actor, created_at}: the room's settings changes (group.js)
   };
 }
 
