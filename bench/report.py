@@ -171,9 +171,11 @@ def markdown(payload: dict[str, Any]) -> str:
         for key in keys:
             p, n = prod[key], naive[key]
             ps, ns = layer_sends(p, "product"), layer_sends(n, "naive")
-            # Product: each PUBLISH reaches one channel per process (the fan-out's); naive:
-            # every frame a socket got came through its own consumer's channel.
-            pd, nd = ps * p["processes"], n["frames_delivered_per_reply"]
+            # Product: each PUBLISH reaches one channel per process (the fan-out's). Naive: each
+            # group_send (one ZADD per process inbox) is one message for every consumer's
+            # channel, i.e. every tab of the room (whether or not it was then delivered).
+            pd = ps * p["processes"]
+            nd = ns / max(1, n["processes"]) * n["tabs"] / max(1, n["rooms"])
             for label, r, s, d in (("product", p, ps, pd), ("naive", n, ns, nd)):
                 last = label == "naive"
                 out.append(
