@@ -193,12 +193,14 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def layer_sends(r: dict[str, Any], recipe: str) -> float:
-    """Messages the channel layer wrote into Redis per reply: the product's pubsub layer PUBLISHes
-    once per group_send, whatever the number of subscribers; the naive recipe's core layer ZADDs
-    once per process inbox per group_send (its group_send script). (The product's own ZADDs, for
-    per-user socket claims, are not the layer's.)"""
-    c = r["redis_commands"]
-    return round(c.get("zadd" if recipe == "naive" else "publish", 0) / r["rooms"], 1)
+    """Messages the channel layer puts into Redis per reply: the product's pubsub layer PUBLISHes
+    once per group_send, whatever the number of subscribers (counted in Redis); the naive
+    recipe's core layer ZADDs once per process inbox per group_send."""
+    if recipe == "naive":
+        # By construction: one group_send per token plus started and finished, each one ZADD
+        # per process inbox. (Counting ZADDs in Redis would miss those the capacity refused.)
+        return float((r["tokens"] + 2) * r["processes"])
+    return round(r["redis_commands"].get("publish", 0) / r["rooms"], 1)
 
 
 def plot(payload: dict[str, Any], path: Path) -> None:
