@@ -21,6 +21,7 @@ from chatsite.usage import live as live_metrics
 from . import actions, frame_budget, protocol, socket_limits, transport
 from .actions.members import lost_access, site_origin
 from .actions.messages import personalize
+from .auth import resolve_user
 from .base import RoomchatConsumerBase
 from .broadcast import room_group
 from .current import current_process
@@ -77,7 +78,7 @@ class RoomConsumer(RoomchatConsumerBase):
         """Called on the handshake: accept, then admit or close with a readable code."""
         # Accept first: closing before accept would turn every refusal into an HTTP 403.
         await self.accept()
-        user = self.scope.get("user")
+        user = await resolve_user(self.scope)  # after accept: a storm queues, never times out
         if user is None or not user.is_authenticated:
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
