@@ -36,6 +36,8 @@ from .task_set import TaskSet
 
 log = logging.getLogger(__name__)
 
+ADMIT_AT_ONCE = 16  # sockets admitted at the same time per process (bench: storms, issue 15)
+
 
 @dataclass(frozen=True)
 class ProcessConfig:
@@ -82,6 +84,9 @@ class RoomchatProcess:
         # The shared part of `room.snapshot`, one read per room for all who asked before it began.
         self.snapshots: FreshReads[int, SnapshotFrame] = FreshReads(_room_snapshot)
         self.rooms_by_slug: FreshReads[str, Room | None] = FreshReads(_room_by_slug)
+        # Sockets being admitted (user, room, snapshot, presence) at the same time: a storm
+        # queues in accepted sockets while the loop keeps time for running replies.
+        self.admission = asyncio.Semaphore(ADMIT_AT_ONCE)
         self.presence = RoomPresence(state)
         self.summarizer = Summarizer(state)
         self.runner = ReplyRunner(state, after_reply=self._after_reply)

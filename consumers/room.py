@@ -78,6 +78,12 @@ class RoomConsumer(RoomchatConsumerBase):
         """Called on the handshake: accept, then admit or close with a readable code."""
         # Accept first: closing before accept would turn every refusal into an HTTP 403.
         await self.accept()
+        # A bounded number of sockets are admitted at a time: a storm waits its turn here
+        # (open, accepted) and a running reply keeps its share of the event loop.
+        async with current_process().admission:
+            await self._admit()
+
+    async def _admit(self) -> None:
         user = await resolve_user(self.scope)  # after accept: a storm queues, never times out
         if user is None or not user.is_authenticated:
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
