@@ -113,6 +113,7 @@ def test_login_lobby_and_room_have_no_serious_axe_violation(
     other.keyboard.type("one sec")
     expect(page.locator("#typing-status")).not_to_be_empty()
     page.locator("#composer-text").click()
+    expect(page.locator("#composer-text")).to_be_focused()
     page.keyboard.type("@")
     expect(page.locator("#mention-list")).to_be_visible()
     expect(page.locator(f"#m-{ids[-1]} button.regenerate")).to_be_visible()

@@ -27,6 +27,7 @@ IMPORTS = {
         "roomchat/group": "group",
         "roomchat/typing": "typing",
         "roomchat/mentions": "mentions",
+        "roomchat/mentionbox": "mentionbox",
         "roomchat/unread": "unread",
         "roomchat/reactions": "reactions",
         "roomchat/markdown": "markdown",
@@ -43,10 +44,11 @@ PAGE = f"""<!doctype html><html><head><meta charset="utf-8">
   import * as group from "roomchat/group";
   import * as typing from "roomchat/typing";
   import * as mentions from "roomchat/mentions";
+  import * as mentionbox from "roomchat/mentionbox";
   import * as unread from "roomchat/unread";
   import * as reactions from "roomchat/reactions";
   import * as markdown from "roomchat/markdown";
-  window.modules = {{ state, group, typing, mentions, unread, reactions, markdown }};
+  window.modules = {{ state, group, typing, mentions, mentionbox, unread, reactions, markdown }};
 </script></head><body></body></html>"""
 
 
@@ -74,7 +76,8 @@ def page(module_browser: Browser) -> Iterator[Page]:
 
 def run(page: Page, script: str) -> Any:
     return page.evaluate(
-        "() => { const { state, group, typing, mentions, unread, reactions, markdown } ="
+        "() => { const { state, group, typing, mentions, mentionbox, unread, reactions, markdown }"
+        " ="
         f" window.modules; {script} }}"
     )
 
@@ -109,6 +112,33 @@ def test_mention_query_candidates_and_completion(page: Page) -> None:
     assert result["cl"] == ["Claude", "clara"]
     assert result["applied"] == {"text": "hey @bob and", "caret": 9}
     assert result["appliedEnd"] == {"text": "hey @bob ", "caret": 9}
+
+
+def test_the_mention_list_stays_open_when_the_focus_came_back_before_its_delayed_close(
+    page: Page,
+) -> None:
+    """A blur closes the list 150 ms later (so a click on an option lands first); typing `@`
+    after the focus came back within that time must not be undone by that stale close."""
+    result = run(
+        page,
+        """
+  document.body.innerHTML =
+    '<form><textarea id="t"></textarea><ul id="l" hidden></ul></form><button id="b">x</button>';
+  const t = document.getElementById("t");
+  const list = document.getElementById("l");
+  new mentionbox.MentionBox(t, list, () => ["bob"], () => "alice");
+  t.focus();
+  document.getElementById("b").focus();  // e.g. a reaction picker took the focus
+  t.focus();                             // and the person clicked back into the composer
+  t.value = "@";
+  t.setSelectionRange(1, 1);
+  t.dispatchEvent(new Event("input"));
+  const openedAt = !list.hidden;
+  return new Promise((done) => setTimeout(() => done({ openedAt, later: !list.hidden,
+    options: [...list.querySelectorAll("[role=option]")].map((o) => o.textContent) }), 300));
+""",
+    )
+    assert result == {"openedAt": True, "later": True, "options": ["@Claude", "@bob"]}
 
 
 def test_mentions_are_found_and_highlighted_outside_code_and_links(page: Page) -> None:

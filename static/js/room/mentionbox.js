@@ -25,7 +25,13 @@ export class MentionBox {
     textarea.setAttribute("aria-controls", list.id);
     textarea.addEventListener("input", () => this.update());
     textarea.addEventListener("click", () => this.update());
-    textarea.addEventListener("blur", () => setTimeout(() => this.close(), 150));
+    // Closed a moment after the focus leaves (a click on an option lands first), unless it came
+    // back meanwhile: a stale close would hide the list the person just opened with `@`.
+    textarea.addEventListener("blur", () =>
+      setTimeout(() => {
+        if (document.activeElement !== this.textarea) this.close();
+      }, 150),
+    );
     // Capture on the form: runs before the composer's own Enter-to-send handler.
     textarea.form.addEventListener("keydown", (event) => this.onKey(event), { capture: true });
     list.addEventListener("mousedown", (event) => event.preventDefault()); // keep the focus
