@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="latency plot PNG")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     parser.add_argument(
-        "--app", default="", help="the product's ASGI app (e.g. bench.experiment_hub:application)"
+        "--app", default="", help="the product's ASGI app (e.g. bench.experiments:application)"
     )
     parser.add_argument(
         "--db", choices=("postgres", "sqlite"), default="postgres", help="the servers' database"
