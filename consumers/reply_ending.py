@@ -87,6 +87,19 @@ async def store_once(message_id: int, outcome: ReplyOutcome) -> bool:
     return bool(await database_sync_to_async(services.finish_reply)(message_id, outcome))
 
 
+async def store_interrupted(live: LiveReply, outcome: ReplyOutcome) -> bool:
+    """Store an interrupted ending at once and charge it, telling nobody (a shutdown whose
+    normal ending hangs); False when the reply had ended already. Raises.
+
+    The ledger comes after the text is safe: a hung Redis under the budget counters can only
+    cut the charge short (the caller's timeout), never the stored text.
+    """
+    if not await store_once(live.message_id, outcome):
+        return False
+    await reply_cost.charge_reply(live, outcome)
+    return True
+
+
 async def still_streaming(message_id: int) -> bool:
     """Whether the database still calls the reply streaming (nobody stored its ending). Raises."""
     return bool(await database_sync_to_async(selectors.reply_is_streaming)(message_id))

@@ -265,21 +265,15 @@ class ReplyJob:
     async def store_interrupted_now(self) -> bool:
         """Store the reply as `interrupted` with all its text, sent or pending, at once.
 
-        For a shutdown whose normal ending hangs: that goes through Redis first (the last
-        delta, then the database, then `generation.finished`), and when Redis hangs it can
-        outlast the process, leaving the reaper only what Redis held. Nobody is told here:
-        tabs get the stored text from their next snapshot. False if the reply's own ending
-        is under way or it was already stored.
+        For a shutdown whose normal ending hangs: that goes through Redis first, and when Redis
+        hangs it can outlast the process, leaving the reaper only what Redis held. Tabs get the
+        stored text from their next snapshot. False if the reply's own ending is under way or
+        it was already stored.
         """
         if self.live.closed:
             return False
         outcome = dataclasses.replace(self._outcome("interrupted"), text=self.emitter.all_text)
-        if not await reply_ending.store_once(self.message_id, outcome):
-            return False
-        # In the ledger too (replies_total, what it cost so far): after the text is safe, so a
-        # hung Redis under the budget counters can only cut this short (the caller's timeout).
-        await reply_cost.charge_reply(self.live, outcome)
-        return True
+        return await reply_ending.store_interrupted(self.live, outcome)
 
     async def _finish(self, outcome: ReplyOutcome) -> None:
         """The reply ends here: the last delta, the stored ending, `generation.finished`."""
