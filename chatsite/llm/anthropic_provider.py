@@ -11,7 +11,14 @@ from typing import Any
 import anthropic
 import httpx2
 
-from .base import ChatRequest, StreamEnd, StreamEvent, TextDelta, Usage, UsageUpdate
+from .anthropic_events import (
+    MalformedStreamError,
+    MessageProgress,
+    SSEDecoder,
+    UpstreamStreamError,
+    apply_event,
+)
+from .base import ChatRequest, StreamEvent
 from .catalog import deprecation_date, is_deprecated, offered_models
 from .errors import (
     LLMError,
@@ -67,6 +74,15 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
     return None if response is None else retry_after_seconds(response.headers)
 
 
+def mid_stream_error(kind: str, summary: str) -> LLMError:
+    """The error for an `error` event after a 200: retryable before the first token."""
+    if kind == "overloaded_error":
+        return RetryableError("overloaded", summary)
+    if kind in {"api_error", "rate_limit_error", "timeout_error"}:
+        return RetryableError("server_error", summary)
+    return StreamBrokenError(summary)
+
+
 def translate_error(exc: Exception) -> LLMError:
     """Map an SDK or transport exception into the project's error tree."""
     if isinstance(exc, anthropic.APIStatusError):
@@ -74,12 +90,7 @@ def translate_error(exc: Exception) -> LLMError:
         kind = exc.type or ""
         summary = f"anthropic {status} {kind}: {exc.api_message or exc.message}"
         if status == 200:
-            # An SSE `error` event mid-stream.
-            if kind == "overloaded_error":
-                return RetryableError("overloaded", summary)
-            if kind in {"api_error", "rate_limit_error", "timeout_error"}:
-                return RetryableError("server_error", summary)
-            return StreamBrokenError(summary)
+            return mid_stream_error(kind, summary)  # an SSE `error` event mid-stream
         return from_http_status(status, summary, _retry_after(exc.response))
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableError("connection", f"anthropic connection error: {exc}")
@@ -143,28 +154,31 @@ class AnthropicProvider:
         return self._summary_model
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        # The raw event stream (`with_streaming_response`), read by `anthropic_events`: the
+        # SDK still builds, authenticates and sends the request and turns a refusal into an
+        # APIStatusError, but does not parse every event into objects (see that module).
         params = build_params(request)
+        progress = MessageProgress()
+        decoder = SSEDecoder()
         try:
-            async with self.client().messages.stream(**params) as stream:
-                async for event in stream:
-                    if event.type == "text":
-                        yield TextDelta(event.text)
-                    elif event.type == "message_start":
-                        yield UsageUpdate(_usage(event.message.usage))
-                final = await stream.get_final_message()
+            async with self.client().messages.with_streaming_response.create(
+                **params, stream=True
+            ) as response:
+                async for line in response.iter_lines():
+                    event = decoder.feed(line)
+                    if event is None:
+                        continue
+                    update = apply_event(progress, event)
+                    if update is not None:
+                        yield update
+                    if progress.stopped:
+                        return  # closing the response frees the connection for the next reply
         except LLMError:
             raise
+        except UpstreamStreamError as exc:
+            raise mid_stream_error(exc.kind, f"anthropic stream error {exc}") from exc
+        except MalformedStreamError as exc:
+            raise StreamBrokenError(f"unreadable response: {exc}") from exc
         except Exception as exc:  # SDK and transport errors: translate, never leak SDK types
             raise translate_error(exc) from exc
-        if final.stop_reason is None:
-            raise StreamBrokenError("the stream ended without message_stop")
-        yield StreamEnd(final.stop_reason, _usage(final.usage))
-
-
-def _usage(usage: Any) -> Usage:
-    return Usage(
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
-        cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
-    )
+        raise StreamBrokenError("the stream ended without message_stop")
