@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import time
+from collections import Counter
 from typing import Any
 
 from websockets.asyncio.client import connect as ws_connect
@@ -243,12 +244,19 @@ def hold(
         for w in workers:
             w.expect("WAITING", 60)
         rss_before = rss_total_mib([pid])
+        commands_before = rig.redis_commands()
         for w in workers:
             w.send("GO")
         held = [w.expect("HELD", deadline + 60).split() for w in workers]
         ok = sum(int(h[1]) for h in held)
         elapsed = max(float(h[3]) for h in held)
         result: dict[str, Any] = {"tabs": len(tabs), "held": ok, "connect_s": elapsed}
+        # What connecting costs Redis: commands per admitted socket, the busiest first.
+        spent = Counter(rig.redis_commands())
+        spent.subtract(commands_before)
+        result["redis_commands_per_socket"] = {
+            name: round(calls / ok, 2) for name, calls in spent.most_common(8) if ok and calls > 0
+        }
         if idle_s:
             time.sleep(min(5.0, idle_s))  # presence announcements and join work drain
             usage = [ProcessUsage(server.name, pid)]

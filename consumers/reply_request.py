@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db import transaction
 
 from chatsite.conversation.turns import set_in_reply_to
 from chatsite.llm.base import ChatRequest, Provider
@@ -27,20 +28,26 @@ log = logging.getLogger(__name__)
 
 
 def prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] | None:
-    """Create the reply's message and build its request; None if the room is gone."""
-    room = selectors.room_by_id(room_id)
+    """Create the reply's message and build its request; None if the room is gone.
+
+    Between a user's message and the model's request (issue 15): the room's own row only,
+    and queries that know the room.
+    """
+    room = selectors.room_for_reply(room_id)
     if room is None:
         return None
     model = provider.model_for(room.model)
-    message = services.start_reply(room_id, provider.name, model)
-    set_in_reply_to(message.pk)  # the user messages it answers (SPEC §7)
+    # One commit: the reply appears with what it answers already set.
+    with transaction.atomic():
+        message = services.start_reply(room_id, provider.name, model)
+        set_in_reply_to(message.pk, room_id)  # the user messages it answers (SPEC §7)
     return message.pk, build_request(room, message.pk, model, selectors.token_density(room))
 
 
 def rebuild_request(room_id: int, reply_id: int, model: str, density: float) -> ChatRequest | None:
     """The request again, for text `density` times denser than estimated (the model said the
     last one did not fit); None if the room is gone."""
-    room = selectors.room_by_id(room_id)
+    room = selectors.room_for_reply(room_id)
     if room is None:
         return None
     return build_request(room, reply_id, model, density)

@@ -49,12 +49,14 @@ def answered_ids(room_id: int, reply_id: int) -> list[int]:
     return ids
 
 
-def set_in_reply_to(reply_id: int) -> list[int]:
-    """Store and return what a reply that just started answers."""
-    reply = Message.objects.filter(pk=reply_id).values_list("room_id", flat=True).first()
-    if reply is None:
-        return []
-    ids = answered_ids(reply, reply_id)
+def set_in_reply_to(reply_id: int, room_id: int | None = None) -> list[int]:
+    """Store and return what a reply that just started answers (`room_id`: the reply's room,
+    when the caller knows it)."""
+    if room_id is None:
+        room_id = Message.objects.filter(pk=reply_id).values_list("room_id", flat=True).first()
+        if room_id is None:
+            return []
+    ids = answered_ids(room_id, reply_id)
     Message.objects.filter(pk=reply_id).update(in_reply_to=ids)
     return ids
 

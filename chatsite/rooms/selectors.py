@@ -34,6 +34,12 @@ def room_by_id(room_id: int) -> Room | None:
     return _rooms().filter(pk=room_id).first()
 
 
+def room_for_reply(room_id: int) -> Room | None:
+    """The room's own row only (model, prompt, summary): what a reply's request is built from,
+    without the owner and members `room_by_id` reads for access checks."""
+    return Room.objects.filter(pk=room_id).first()
+
+
 def newest_messages(room: Room, limit: int = 50) -> list[Message]:
     """The newest `limit` messages, oldest first."""
     rows = list(

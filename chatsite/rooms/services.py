@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
 from chatsite.llm.base import Usage
 
-from .models import Message, Room
+from .models import Message, Reaction, Room
 
 
 def open_room(slug: str, user: User, title: str | None = None) -> Room:
@@ -36,12 +37,11 @@ def open_room(slug: str, user: User, title: str | None = None) -> Room:
 def store_user_message(
     room: Room, author: User, text: str, client_msg_id: str | None
 ) -> Message | None:
-    """Store a user's message; None when `client_msg_id` was already used (store nothing)."""
-    if (
-        client_msg_id is not None
-        and Message.objects.filter(room=room, author=author, client_msg_id=client_msg_id).exists()
-    ):
-        return None
+    """Store a user's message; None when `client_msg_id` was already used (store nothing).
+
+    The unique constraint on (room, author, client_msg_id) is the check: no read before the
+    write, and a repeat on another process at the same moment is refused alike.
+    """
     try:
         with transaction.atomic():
             message = Message.objects.create(
@@ -52,9 +52,11 @@ def store_user_message(
                 status=Message.Status.COMPLETE,
                 client_msg_id=client_msg_id,
             )
-    except IntegrityError:  # the same client_msg_id, on another process, a moment earlier
+            Room.objects.filter(pk=room.pk).update(updated_at=timezone.now())
+    except IntegrityError:  # that client_msg_id is taken: a repeat
         return None
-    Room.objects.filter(pk=room.pk).update(updated_at=timezone.now())
+    # A new message has no reactions: serializing it needs no query for them.
+    prefetch_related_objects([message], Prefetch("reactions", queryset=Reaction.objects.none()))
     return message
 
 
