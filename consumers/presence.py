@@ -41,15 +41,14 @@ class RoomPresence:
 
     async def join(self, room_id: int, conn_id: str, username: str) -> list[str]:
         """Mark a connection present; the room hears of it if its set of people changed."""
-        before = await self.users(room_id)
         try:
-            await self.state.presence.join(room_id, conn_id, username)
+            users, new = await self.state.presence.join(room_id, conn_id, username)
         except Exception as exc:
             log.warning("presence join in room %s failed: %s", room_id, exc)
-        after = await self.users(room_id)
-        if after != before:
+            return await self.users(room_id)
+        if new:
             self.changed(room_id)
-        return after
+        return users
 
     async def leave(self, room_id: int, conn_id: str) -> None:
         """Forget a connection; the room hears of it if its set of people changed."""

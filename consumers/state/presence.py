@@ -3,6 +3,7 @@ process and gone PRESENCE_TTL after that process stops refreshing it (it died)."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol, cast
 
@@ -17,7 +18,11 @@ PresenceEntry = tuple[int, str, str]
 
 
 class Presence(Protocol):
-    async def join(self, room_id: int, conn_id: str, username: str) -> None: ...
+    async def join(self, room_id: int, conn_id: str, username: str) -> tuple[list[str], bool]:
+        """Mark a connection present: the room's sorted usernames now, and whether this
+        username is new there (no other live connection of it was present)."""
+        ...
+
     async def leave(self, room_id: int, conn_id: str) -> None: ...
     async def refresh(self, entries: list[PresenceEntry]) -> None:
         """Keep these connections present for another PRESENCE_TTL."""
@@ -56,12 +61,19 @@ class RedisPresence:
     def _rooms_key(self) -> str:
         return self.store.key("presence-rooms")
 
-    async def join(self, room_id: int, conn_id: str, username: str) -> None:
-        expires = time.time() + PRESENCE_TTL
-        await self.store.for_room(room_id).zadd(
-            self._key(room_id), {_member(conn_id, username): expires}
-        )
-        await self.store.for_global().sadd(self._rooms_key(), room_id)
+    async def join(self, room_id: int, conn_id: str, username: str) -> tuple[list[str], bool]:
+        # One round trip (issue 15): the entry and the room's live entries after it, in one
+        # transaction, so two tabs of one person joining at once see each other.
+        now = time.time()
+        key = self._key(room_id)
+        async with self.store.for_room(room_id).pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {_member(conn_id, username): now + PRESENCE_TTL})
+            pipe.zrangebyscore(key, now, "+inf")
+            results, _ = await asyncio.gather(
+                pipe.execute(), self.store.for_global().sadd(self._rooms_key(), room_id)
+            )
+        names = [_username(m) for m in cast(list[str], results[1])]
+        return sorted(set(names)), names.count(username) == 1
 
     async def leave(self, room_id: int, conn_id: str) -> None:
         client = self.store.for_room(room_id)
@@ -106,7 +118,12 @@ class MemoryPresence:
     def __init__(self) -> None:
         self.entries: dict[int, dict[str, tuple[str, float]]] = {}  # room -> conn -> (name, expiry)
 
-    async def join(self, room_id: int, conn_id: str, username: str) -> None:
+    async def join(self, room_id: int, conn_id: str, username: str) -> tuple[list[str], bool]:
+        new = username not in await self.users(room_id)
+        self._add(room_id, conn_id, username)
+        return await self.users(room_id), new
+
+    def _add(self, room_id: int, conn_id: str, username: str) -> None:
         expires = time.monotonic() + PRESENCE_TTL
         self.entries.setdefault(room_id, {})[conn_id] = (username, expires)
 
@@ -115,7 +132,7 @@ class MemoryPresence:
 
     async def refresh(self, entries: list[PresenceEntry]) -> None:
         for room_id, conn_id, username in entries:
-            await self.join(room_id, conn_id, username)
+            self._add(room_id, conn_id, username)
 
     async def users(self, room_id: int) -> list[str]:
         now = time.monotonic()
