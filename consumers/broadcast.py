@@ -32,7 +32,8 @@ async def broadcast(
     layer = get_channel_layer()
     if layer is None:
         return False
-    event: dict[str, Any] = {"type": BROADCAST_EVENT, "frame": encode(frame)}
+    # `kind`: the frame's type, so a process's fan-out can tell what it is without decoding it.
+    event: dict[str, Any] = {"type": BROADCAST_EVENT, "frame": encode(frame), "kind": frame["type"]}
     if skip_user is not None:
         event["skip_user"] = skip_user
     try:

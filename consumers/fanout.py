@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 READ_RETRY_MAX = 2.0  # seconds between attempts to read from an unreachable channel layer
 REJOIN_DEDUPE = 1.0  # seconds: one rejoin of a room serves all its sockets' asks
+# Room frames that never change what a snapshot shows (they do not count as `changes`).
+SNAPSHOT_NEUTRAL = frozenset({"presence", "typing"})
 
 
 class RoomLink:
@@ -41,6 +43,9 @@ class RoomLink:
         self.reader: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()  # one membership change at a time
         self.rejoined_at = -1e9  # loop time of the last rejoin
+        # Frames, events and (re)subscriptions that may have changed the room's snapshot since
+        # the link was made: a kept snapshot is valid while this stays (consumers/snapshot_cache).
+        self.changes = 0
 
 
 class RoomFanout:
@@ -96,6 +101,7 @@ class RoomFanout:
                 await layer.group_discard(room_group(room_id), channel)
             raise
         link.channel = channel
+        link.changes += 1  # frames may have been missed while not subscribed
         link.reader = asyncio.get_running_loop().create_task(
             self._read(layer, room_id, link, channel), name=f"room-fanout-{room_id}"
         )
@@ -131,6 +137,7 @@ class RoomFanout:
             return
         for room_id, link in list(self.links.items()):
             async with link.lock:
+                link.changes += 1  # the groups were lost or about to be: frames may be too
                 if link.channel is not None and link.reader is not None and not link.reader.done():
                     await layer.group_add(room_group(room_id), link.channel)
                 elif link.outlets and self.links.get(room_id) is link:
@@ -151,16 +158,21 @@ class RoomFanout:
                 return  # another socket of the room did it while this one waited
             if self.links.get(room_id) is not link or not link.outlets:
                 return
+            link.changes += 1
             if link.channel is not None and link.reader is not None and not link.reader.done():
                 await layer.group_add(room_group(room_id), link.channel)
             else:
                 await self._subscribe(layer, room_id, link)
             link.rejoined_at = clock()  # only once it worked: a failed rejoin is retried
 
-    def deliver(self, room_id: int, frame: Frame) -> None:
-        """Write one room frame to each of the room's sockets here, in one loop."""
+    def deliver(self, room_id: int, frame: Frame, kind: str | None = None) -> None:
+        """Write one room frame (of type `kind`) to each of the room's sockets here, in one loop."""
         link = self.links.get(room_id)
-        if link is None or not link.outlets:
+        if link is None:
+            return
+        if kind not in SNAPSHOT_NEUTRAL:
+            link.changes += 1
+        if not link.outlets:
             return
         self.frames += 1
         for outlet in tuple(link.outlets):
@@ -170,6 +182,8 @@ class RoomFanout:
     def room_event(self, room_id: int, message: dict[str, Any]) -> None:
         """Hand an event other than a frame to each consumer of the room here."""
         link = self.links.get(room_id)
+        if link is not None:
+            link.changes += 1  # e.g. `room.access`: the room's privacy or members changed
         for outlet in tuple(link.outlets) if link else ():
             outlet.notify(message)
 
@@ -188,7 +202,8 @@ class RoomFanout:
             delay = 0.1
             try:
                 if message.get("type") == BROADCAST_EVENT:
-                    self.deliver(room_id, Frame(message["frame"], message.get("skip_user")))
+                    frame = Frame(message["frame"], message.get("skip_user"))
+                    self.deliver(room_id, frame, message.get("kind"))
                 else:
                     self.room_event(room_id, message)
             except Exception:  # one bad frame or socket must never stop the room's stream

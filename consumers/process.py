@@ -29,6 +29,7 @@ from .protocol.frames import SnapshotFrame
 from .reaper import Reaper
 from .recovery import RedisRecovery
 from .reply_runner import ReplyRunner
+from .snapshot_cache import SnapshotCache
 from .sockets import SocketRegistry
 from .state import SharedState, memory_state, redis_state
 from .summarizer import Summarizer
@@ -81,8 +82,9 @@ class RoomchatProcess:
         self.sockets = SocketRegistry()
         # Room frames from the layer, written to this process's sockets of the room in one loop.
         self.fanout = RoomFanout()
-        # The shared part of `room.snapshot`, one read per room for all who asked before it began.
-        self.snapshots: FreshReads[int, SnapshotFrame] = FreshReads(_room_snapshot)
+        # The shared part of `room.snapshot` for admitted sockets: one read per room for all who
+        # asked before it began, kept while nothing in a public room changed (snapshot_cache.py).
+        self.snapshots = SnapshotCache(self.fanout, _room_snapshot)
         self.rooms_by_slug: FreshReads[str, Room | None] = FreshReads(_room_by_slug)
         # Sockets being admitted (user, room, snapshot, presence) at the same time: a storm
         # queues in accepted sockets while the loop keeps time for running replies.
