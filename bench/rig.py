@@ -218,6 +218,8 @@ class Rig:
             target = self.profile_dir / f"{label}-{d.name}.txt"
             argv = [pyspy, "record", "--pid", str(d.pid), "--format", "raw", "--rate", "200"]
             argv += ["--nonblocking", "--output", str(target)]
+            # e.g. BENCH_PYSPY_ARGS=--gil: only the thread holding the GIL, i.e. CPU by activity.
+            argv += os.environ.get("BENCH_PYSPY_ARGS", "").split()
             procs.append(
                 subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )

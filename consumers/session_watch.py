@@ -11,6 +11,7 @@ first, so nothing is stored or answered for a session that has just ended.
 
 from __future__ import annotations
 
+import functools
 import logging
 from importlib import import_module
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from .sockets import SocketRegistry
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 3.0  # seconds; with the check's own time, well inside SPEC §6's 10 s
+VERDICTS_KEPT = 50_000  # (session, user, password) answers kept by `_stands`
 
 # (conn_id, session key, user id) of one socket.
 Credential = tuple[str, str | None, int]
@@ -58,43 +60,70 @@ def _hash_matches(session_hash: object, user: AbstractBaseUser) -> bool:
     )
 
 
-def _sessions(keys: set[str]) -> dict[str, dict[str, Any]]:
-    """The decoded data of those sessions that exist and have not expired."""
+def _session_rows(keys: set[str]) -> dict[str, str] | None:
+    """The stored (encoded) data of those sessions that exist and have not expired; None when
+    the session engine keeps no rows (cache sessions: see `_session_items`)."""
     store = import_module(settings.SESSION_ENGINE).SessionStore
-    if hasattr(store, "get_model_class"):  # db and cached_db: one query for all
-        rows = store.get_model_class().objects.filter(
-            session_key__in=keys, expire_date__gt=timezone.now()
-        )
-        return {
-            key: store().decode(data)
-            for key, data in rows.values_list("session_key", "session_data")
-        }
+    if not hasattr(store, "get_model_class"):
+        return None
+    rows = store.get_model_class().objects.filter(
+        session_key__in=keys, expire_date__gt=timezone.now()
+    )
+    return dict(rows.values_list("session_key", "session_data"))
+
+
+def _session_items(keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The decoded data of those sessions that exist (engines without rows: one look-up each)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
     found = {}
-    for key in keys:  # cache sessions and the like: one look-up each
+    for key in keys:
         session = store(key)
         if session.exists(key):
             found[key] = dict(session.items())
     return found
 
 
+def _names_user(data: dict[str, Any], user_id: int, user: AbstractBaseUser) -> bool:
+    return str(data.get(SESSION_KEY)) == str(user_id) and _hash_matches(
+        data.get(HASH_SESSION_KEY), user
+    )
+
+
+@functools.lru_cache(maxsize=VERDICTS_KEPT)
+def _stands(encoded: str, user_id: int, password: str, secrets: tuple[str, ...]) -> bool:
+    """Whether stored session data still signs `user_id` in under this password hash.
+
+    A pure function of its arguments (`secrets`: SECRET_KEY and its fallbacks, which sign both
+    the data and the hash), so its answers are kept: every CHECK_EVERY seconds the same
+    sessions come back unchanged, and decoding and hashing them again was most of an idle
+    process's time (docs/benchmarks.md). A logout deletes the row, a password change changes
+    `password`, a deactivation drops the user from the query: each is a new question.
+    """
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    user = get_user_model()(pk=user_id, password=password)
+    return _names_user(store().decode(encoded), user_id, user)
+
+
 def ended(credentials: list[Credential]) -> set[str]:
     """The conn_ids whose session has ended (sync: run it in the database thread)."""
     keys = {key for _, key, _ in credentials if key}
-    sessions = _sessions(keys) if keys else {}
+    rows = _session_rows(keys) if keys else {}
+    items = _session_items(keys) if rows is None else {}
     user_ids = {user_id for _, _, user_id in credentials}
     users = {
         user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)
     }
+    secrets = (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)
     gone = set()
     for conn_id, key, user_id in credentials:
-        data = sessions.get(key) if key else None
         user = users.get(user_id)
-        if (
-            data is None
-            or user is None
-            or str(data.get(SESSION_KEY)) != str(user_id)
-            or not _hash_matches(data.get(HASH_SESSION_KEY), user)
-        ):
+        if key is None or user is None:
+            gone.add(conn_id)
+        elif rows is not None:
+            encoded = rows.get(key)
+            if encoded is None or not _stands(encoded, user_id, user.password, secrets):
+                gone.add(conn_id)
+        elif key not in items or not _names_user(items[key], user_id, user):
             gone.add(conn_id)
     return gone
 

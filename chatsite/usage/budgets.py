@@ -62,18 +62,22 @@ async def spent(scopes: list[tuple[str, int | None]]) -> list[Decimal]:
         log.warning("spend counters unreadable, summing the ledger: %s", exc)
         values = [None] * len(keys)
         store = None  # type: ignore[assignment]
-    result: list[Decimal] = []
-    for (scope, ident), name, value in zip(scopes, keys, values, strict=True):
-        if value is None:
-            total = await database_sync_to_async(ledger.spent_today)(scope, ident)
-            value = int(total * MICROS)
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        # Every missing counter from the ledger in one trip to the database thread.
+        totals = await database_sync_to_async(_ledger_totals)([scopes[i] for i in missing])
+        for i, total in zip(missing, totals, strict=True):
+            rebuilt = values[i] = int(total * MICROS)
             if store is not None:
                 try:
-                    value = await store.set_if_absent(name, value, REBUILD_TTL)
+                    values[i] = await store.set_if_absent(keys[i], rebuilt, REBUILD_TTL)
                 except Exception as exc:
-                    log.warning("spend counter %s not rebuilt: %s", name, exc)
-        result.append(Decimal(value) / MICROS)
-    return result
+                    log.warning("spend counter %s not rebuilt: %s", keys[i], exc)
+    return [Decimal(value or 0) / MICROS for value in values]
+
+
+def _ledger_totals(scopes: list[tuple[str, int | None]]) -> list[Decimal]:
+    return [ledger.spent_today(scope, ident) for scope, ident in scopes]
 
 
 async def add_spend(room_id: int | None, cost: Decimal, shares: dict[int, Decimal]) -> None:

@@ -77,9 +77,10 @@ class RedisCounters:
 
     async def set_if_absent(self, key: str, value: int, ttl: int) -> int:
         """Set the counter unless someone did first; the counter's value either way."""
-        client = self.redis()
-        await client.set(key, value, ex=ttl, nx=True)
-        current = await client.get(key)
+        async with self.redis().pipeline(transaction=False) as pipe:  # one round trip
+            pipe.set(key, value, ex=ttl, nx=True)
+            pipe.get(key)
+            _, current = await pipe.execute()
         return value if current is None else int(current)
 
     async def add_if_present(self, amounts: dict[str, int]) -> None:
