@@ -68,10 +68,9 @@ class RoomPresence:
         """
         shared = self.state.presence
         await shared.refresh([(e.room_id, e.socket.conn_id, e.username) for e in sockets.all()])
-        for room_id in await shared.rooms():
-            before = await shared.users(room_id)
-            if await shared.expire(room_id) and await shared.users(room_id) != before:
-                self.changed(room_id)
+        # Entries of dead processes: their rooms hear who is left (the announcement reads it).
+        for room_id in await shared.expire(await shared.rooms()):
+            self.changed(room_id)
         if announce:
             for room_id in sockets.rooms():
                 await self.announce(room_id)

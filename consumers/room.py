@@ -28,7 +28,7 @@ from .current import current_process
 from .outlet import Outlet
 from .process import RoomchatProcess
 from .protocol import FrameError
-from .session_watch import still_signed_in
+from .session_watch import session_key, still_signed_in
 from .sync_gate import SyncGate
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class RoomConsumer(RoomchatConsumerBase):
         self.outlet = outlet
         self.group = room_group(room.pk)
         self.room = room
-        self.process.sockets.add(self, room.pk, user.pk, user.username)
+        self.process.sockets.add(self, room.pk, user.pk, user.username, session_key(self.scope))
         live_metrics.sockets.opened()  # roomchat_websockets_open (chatsite.usage.live)
         # The room's part is read once for every tab that asked before the read began.
         shared = await self.process.snapshots.get(room.pk)

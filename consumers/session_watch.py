@@ -139,7 +139,7 @@ async def close_ended(sockets: SocketRegistry) -> int:
     entries = sockets.all()
     if not entries:
         return 0
-    credentials = [(e.socket.conn_id, session_key(e.socket.scope), e.user_id) for e in entries]
+    credentials = [(e.socket.conn_id, e.session_key, e.user_id) for e in entries]
     gone = await database_sync_to_async(ended)(credentials)
     for entry in entries:
         if entry.socket.conn_id in gone:

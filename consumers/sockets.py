@@ -27,6 +27,7 @@ class SocketEntry:
     room_id: int
     user_id: int
     username: str
+    session_key: str | None = None  # the session it was opened with (consumers.session_watch)
 
 
 class SocketRegistry:
@@ -35,8 +36,15 @@ class SocketRegistry:
     def __init__(self) -> None:
         self.entries: dict[str, SocketEntry] = {}  # by conn_id
 
-    def add(self, socket: LocalSocket, room_id: int, user_id: int, username: str) -> None:
-        self.entries[socket.conn_id] = SocketEntry(socket, room_id, user_id, username)
+    def add(
+        self,
+        socket: LocalSocket,
+        room_id: int,
+        user_id: int,
+        username: str,
+        session_key: str | None = None,
+    ) -> None:
+        self.entries[socket.conn_id] = SocketEntry(socket, room_id, user_id, username, session_key)
 
     def remove(self, socket: LocalSocket) -> None:
         self.entries.pop(socket.conn_id, None)
