@@ -23,6 +23,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+import chatsite.lookups  # noqa: F401  (registers `any_of`)
+
 from . import protocol
 from .sockets import SocketRegistry
 
@@ -67,7 +69,7 @@ def _session_rows(keys: set[str]) -> dict[str, str] | None:
     if not hasattr(store, "get_model_class"):
         return None
     rows = store.get_model_class().objects.filter(
-        session_key__in=keys, expire_date__gt=timezone.now()
+        session_key__any_of=keys, expire_date__gt=timezone.now()
     )
     return dict(rows.values_list("session_key", "session_data"))
 
@@ -111,7 +113,8 @@ def ended(credentials: list[Credential]) -> set[str]:
     items = _session_items(keys) if rows is None else {}
     user_ids = {user_id for _, _, user_id in credentials}
     users = {
-        user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)
+        user.pk: user
+        for user in get_user_model().objects.filter(pk__any_of=user_ids, is_active=True)
     }
     secrets = (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)
     gone = set()
