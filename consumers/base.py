@@ -1,63 +1,34 @@
-"""What Roomchat's websocket consumer changes in Channels itself: a channel-layer read that
-waits for Redis instead of ending the socket, and room broadcasts forwarded without Channels'
-per-message database clean-up hop."""
+"""What Roomchat's websocket consumer changes in Channels itself: no channel-layer channel of
+its own, and no database clean-up hop per message."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .broadcast import BROADCAST_EVENT
-
-log = logging.getLogger(__name__)
-
-LAYER_RETRY_MAX = 2.0  # seconds between attempts to read from an unreachable channel layer
-
-LayerReceive = Callable[[], Awaitable[dict[str, Any]]]
+# A channel-layer alias that is never configured: `get_channel_layer` gives None for it.
+NO_LAYER = "roomchat-consumers-use-the-fanout"
 
 
 class RoomchatConsumerBase(AsyncWebsocketConsumer):
-    """AsyncWebsocketConsumer with a patient layer read and a fast path for room broadcasts."""
+    """AsyncWebsocketConsumer fed by the process's fan-out rather than by a channel of its own."""
 
-    _layer_receive: LayerReceive | None = None
-
-    # Channels sets `channel_receive` (the read from the channel layer) at the start of every
-    # connection and lets any exception from it end the consumer: with the core layer a Redis
-    # restart would close every socket with 1011 and a traceback. Wrapped, the read waits for
-    # Redis instead; `consumers.recovery` rejoins the groups and resends snapshots after.
-    @property
-    def channel_receive(self) -> LayerReceive:
-        assert self._layer_receive is not None
-        return self._layer_receive
-
-    @channel_receive.setter
-    def channel_receive(self, receive: LayerReceive) -> None:
-        async def patient_receive() -> dict[str, Any]:
-            delay = 0.1
-            while True:
-                try:
-                    return await receive()
-                except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
-                    log.debug("channel layer unreadable, retrying: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, LAYER_RETRY_MAX)
-
-        self._layer_receive = patient_receive
+    # Room frames and room events reach a socket through the process's one subscription per
+    # room (consumers/fanout.py), never through a channel of the socket's own. Channels would
+    # still open one per socket (a Redis subscription and a reading task each, at every
+    # connect and for as long as the socket lives): with no layer, it does not.
+    channel_layer_alias = NO_LAYER
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Called for every event; room broadcasts skip Channels' per-message DB cleanup hop."""
-        if message.get("type") == BROADCAST_EVENT:
-            # Forwarding a pre-encoded frame touches no database: no thread hop per delta.
-            await self.room_broadcast(message)
-            return
-        await super().dispatch(message)
+        """Called for every ASGI message and room event: run its handler.
 
-    async def room_broadcast(self, event: dict[str, Any]) -> None:
-        """Called for each frame sent to the room's group (the subclass forwards it)."""
-        raise NotImplementedError
+        Channels first sends every message through `aclose_old_connections` (a hop to the
+        database thread); each database call here runs through `database_sync_to_async`,
+        which closes stale connections itself, so the hop only cost time per frame.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)

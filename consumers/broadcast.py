@@ -12,7 +12,7 @@ from .protocol import encode
 
 log = logging.getLogger(__name__)
 
-# The consumer handler that forwards a pre-encoded frame (`RoomConsumer.room_broadcast`).
+# The event carrying a pre-encoded room frame; the fan-out writes it to the sockets (fanout.py).
 BROADCAST_EVENT = "room.broadcast"
 
 
@@ -27,7 +27,7 @@ async def broadcast(
     """Send `frame` to the room; False (logged) when the layer failed, e.g. Redis is down.
 
     The frame is encoded once here, not once per socket. `skip_user`: that person's own tabs
-    do not forward it (`typing`; see `RoomConsumer.room_broadcast`).
+    do not get it (`typing`; see `Outlet.deliver`).
     """
     layer = get_channel_layer()
     if layer is None:

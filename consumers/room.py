@@ -208,15 +208,6 @@ class RoomConsumer(RoomchatConsumerBase):
         if self.room is not None and await lost_access(self.scope["user"], self.room.pk, event):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
 
-    async def room_broadcast(self, event: dict[str, Any]) -> None:
-        """Called for each frame sent to the room's group: forward it as it is."""
-        skip = event.get("skip_user")
-        if skip is not None and skip == self.scope["user"].username:
-            return  # the typist's own tabs (SPEC §6 `typing`)
-        if self._client_stalled():
-            return
-        await self.send(text_data=event["frame"])
-
     def _client_stalled(self) -> bool:
         """Whether this client stopped reading; if so its connection is aborted (once).
 
