@@ -37,7 +37,8 @@ class RoomLink:
     """This process's subscription to one room: its channel in the room's group, the task
     reading it, and the room's sockets here."""
 
-    def __init__(self) -> None:
+    def __init__(self, room_id: int) -> None:
+        self.room_id = room_id
         self.outlets: set[Outlet] = set()
         self.channel: str | None = None  # in the room's group once joined
         self.reader: asyncio.Task[None] | None = None
@@ -78,7 +79,7 @@ class RoomFanout:
         """
         link = self.links.get(room_id)
         if link is None:
-            link = self.links[room_id] = RoomLink()
+            link = self.links[room_id] = RoomLink(room_id)
         link.outlets.add(outlet)
         layer = self.layer()
         if layer is None:

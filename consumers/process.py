@@ -21,7 +21,7 @@ from chatsite.rooms.models import Room
 
 from . import session_watch
 from .fanout import RoomFanout
-from .fresh_reads import FreshReads
+from .kept_reads import KeptReads
 from .layer_probe import rejoin_interval
 from .loops import BackgroundLoops
 from .presence import RoomPresence
@@ -29,7 +29,6 @@ from .protocol.frames import SnapshotFrame
 from .reaper import Reaper
 from .recovery import RedisRecovery
 from .reply_runner import ReplyRunner
-from .snapshot_cache import SnapshotCache
 from .sockets import SocketRegistry
 from .state import SharedState, memory_state, redis_state
 from .summarizer import Summarizer
@@ -82,10 +81,15 @@ class RoomchatProcess:
         self.sockets = SocketRegistry()
         # Room frames from the layer, written to this process's sockets of the room in one loop.
         self.fanout = RoomFanout()
-        # The shared part of `room.snapshot` for admitted sockets: one read per room for all who
-        # asked before it began, kept while nothing in a public room changed (snapshot_cache.py).
-        self.snapshots = SnapshotCache(self.fanout, _room_snapshot)
-        self.rooms_by_slug: FreshReads[str, Room | None] = FreshReads(_room_by_slug)
+        # What admitting a socket reads of its room: the room by slug and the shared part of
+        # `room.snapshot`, one read per room for all who asked before it began, kept while
+        # nothing in a public room changed (consumers/kept_reads.py).
+        self.rooms_by_slug: KeptReads[str, Room | None] = KeptReads(
+            self.fanout, _room_by_slug, _describe_room
+        )
+        self.snapshots: KeptReads[int, SnapshotFrame] = KeptReads(
+            self.fanout, _room_snapshot, _describe_snapshot, room_of_key=lambda room_id: room_id
+        )
         # Sockets being admitted (user, room, snapshot, presence) at the same time: a storm
         # queues in accepted sockets while the loop keeps time for running replies.
         self.admission = asyncio.Semaphore(ADMIT_AT_ONCE)
@@ -167,6 +171,14 @@ async def _room_by_slug(slug: str) -> Room | None:
     """The room (members prefetched for the access check); shared read-only by its readers."""
     room: Room | None = await database_sync_to_async(selectors.room_by_slug)(slug)
     return room
+
+
+def _describe_room(slug: str, room: Room | None) -> tuple[int, bool] | None:
+    return None if room is None else (room.pk, room.is_private)
+
+
+def _describe_snapshot(room_id: int, frame: SnapshotFrame) -> tuple[int, bool]:
+    return room_id, frame["room"]["private"]
 
 
 async def _room_snapshot(room_id: int) -> SnapshotFrame:

@@ -1,5 +1,5 @@
-"""Kept snapshots (consumers/snapshot_cache.py) over a real in-memory channel layer and fan-out:
-reused only while the room's subscription proves nothing changed, read afresh otherwise."""
+"""Kept reads (consumers/kept_reads.py) over a real in-memory channel layer and fan-out: a room's
+snapshot or row reused only while the room's subscription proves nothing changed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from channels.layers import InMemoryChannelLayer
 
 from consumers.broadcast import BROADCAST_EVENT, room_group
 from consumers.fanout import RoomFanout
-from consumers.snapshot_cache import SnapshotCache
+from consumers.kept_reads import KeptReads
 from tests.unit.test_fanout import Tab, settle
 
 
@@ -29,15 +29,30 @@ class Room:
         await asyncio.sleep(self.read_delay)
         return {"room": {"private": self.private}, "version": version}
 
+    async def read_by_slug(self, slug: str) -> Any:
+        """The room's row by slug: room 1 is `lounge`; other slugs find nothing."""
+        return await self.read(1) if slug == "lounge" else None
+
+
+def snapshots(fanout: RoomFanout, room: Room, reuse_for: float = 5.0) -> KeptReads[int, Any]:
+    """Like the process's `snapshots`: keyed by room id."""
+    return KeptReads(
+        fanout,
+        room.read,
+        lambda room_id, frame: (room_id, frame["room"]["private"]),
+        room_of_key=lambda room_id: room_id,
+        reuse_for=reuse_for,
+    )
+
 
 async def opened(
     private: bool = False, reuse_for: float = 5.0
-) -> tuple[InMemoryChannelLayer, RoomFanout, Room, SnapshotCache]:
+) -> tuple[InMemoryChannelLayer, RoomFanout, Room, KeptReads[int, Any]]:
     """A room this process is subscribed to (one socket in it)."""
     layer = InMemoryChannelLayer()
     fanout = RoomFanout(layer)
     room = Room(private)
-    cache = SnapshotCache(fanout, room.read, reuse_for=reuse_for)
+    cache = snapshots(fanout, room, reuse_for)
     tab = Tab()
     await fanout.join(1, tab.outlet)
     tab.outlet.release()
@@ -131,3 +146,21 @@ async def test_a_room_left_and_opened_again_is_read_again() -> None:
     await fanout.join(1, tab.outlet)
     await cache.get(1)
     assert room.reads == 2
+
+
+async def test_a_room_by_slug_is_kept_from_its_second_read_once_its_id_is_known() -> None:
+    layer, fanout, room, _ = await opened()
+    by_slug: KeptReads[str, Any] = KeptReads(
+        fanout, room.read_by_slug, lambda slug, row: None if row is None else (1, False)
+    )
+    for _ in range(4):
+        await by_slug.get("lounge")
+    # The first read could not know the slug's room, so nothing proved it current; the second
+    # began subscribed to room 1 and is handed to the rest.
+    assert room.reads == 2 and by_slug.reused == 2
+    await send(layer, "room.updated")  # e.g. the owner renamed it
+    await settle(lambda: fanout.frames == 1)
+    await by_slug.get("lounge")
+    assert room.reads == 3
+    assert await by_slug.get("nowhere") is None and await by_slug.get("nowhere") is None
+    assert room.reads == 3 and by_slug.reused == 2
