@@ -44,6 +44,47 @@ LIBRARIES = [
 ]
 
 
+# A connection's work, for `--connect` (a `--gil` profile: every sample is CPU, any thread).
+# The first rule any frame of a stack matches names it.
+CONNECT_WORK = [
+    ("db: session and user", re.compile(r"get_user|_get_user_session_key|session_watch")),
+    ("db: spend counters from the ledger", re.compile(r"spent_today|_ledger_totals")),
+    ("db: room by slug", re.compile(r"room_by_slug")),
+    ("db: snapshot rows", re.compile(r"_load_snapshot_rows|newest_messages|snapshot_events")),
+    ("db: other (pool, ORM, driver)", re.compile(r"psycopg|django/db")),
+    ("presence (Redis)", re.compile(r"consumers/(state/)?presence\.py")),
+    ("socket claims (Redis)", re.compile(r"socket_limits")),
+    ("spend counters (Redis)", re.compile(r"budgets\.py|usage/store\.py")),
+    ("snapshot: personalize, encode", re.compile(r"personalize|protocol/|json/encoder")),
+    ("fan-out writes", re.compile(r"consumers/(fanout|outlet|wire)\.py")),
+    ("reply stream", re.compile(r"consumers/(reply_\w+|emitter)\.py|anthropic")),
+    ("redis-py, other calls", re.compile(r"redis/|channels_redis")),
+    ("autobahn: handshake, framing", re.compile(r"autobahn/")),
+    ("channels: middleware, consumer", re.compile(r"channels/")),
+    (
+        "daphne, twisted: HTTP, TCP",
+        re.compile(r"daphne/(ws_|http_|utils|access)|twisted/(web|internet/tcp)"),
+    ),
+]
+
+
+def summarise_connect(path: Path) -> None:
+    """Where the CPU of a connecting process went, by `CONNECT_WORK` (all threads)."""
+    stacks = load(path)
+    total = sum(stacks.values())
+    work: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        frames = stack.split(";")
+        name = next(
+            (name for name, rx in CONNECT_WORK if any(rx.search(f) for f in frames)),
+            "other: event loop, reactor, asyncio",
+        )
+        work[name] += count
+    print(f"== {path}: {total} samples (CPU: the thread holding the GIL)")
+    for name, count in work.most_common():
+        print(f"{pct(count, total)}  {name}")
+
+
 def load(path: Path) -> Counter[str]:
     stacks: Counter[str] = Counter()
     for line in path.read_text().splitlines():
@@ -112,9 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile_summary")
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--connect", action="store_true", help="a --gil profile of connects: CPU by kind of work"
+    )
     args = parser.parse_args(argv)
     for path in args.paths:
-        summarise(path, args.top)
+        if args.connect:
+            summarise_connect(path)
+        else:
+            summarise(path, args.top)
     return 0
 
 

@@ -40,16 +40,10 @@ TYPING_EVERY = 2.0  # seconds: at most one `typing` per person per room passed o
 TYPING_BUCKET = "typing"
 
 
-@database_sync_to_async
-def _reply_mode(room_id: int) -> str | None:
-    """The room's reply mode as stored now (the owner may have changed it on another tab)."""
-    return Room.objects.filter(pk=room_id).values_list("reply_mode", flat=True).first()
-
-
-async def reply_need(room: Room, user: User, text: str) -> Need:
-    """What `text` calls for in `room`; raises `budget_exceeded` for a message that calls for a
+async def reply_need(room: Room, user: User, text: str, mode: str) -> Need:
+    """What `text` calls for in `room` under `mode` (its reply mode as stored now: the owner may
+    have changed it on another tab); raises `budget_exceeded` for a message that calls for a
     reply when a limit is reached. Messages that call for none are never refused for budget."""
-    mode = await _reply_mode(room.pk) or room.reply_mode
     need = reply_modes.reply_need(mode, text)
     if need == "yes":
         await budgets.check_budget(user.pk, room.pk)

@@ -128,8 +128,12 @@ async def sync(ctx: ActionContext, frame: Sync) -> None:
 
 
 @database_sync_to_async
-def _client_msg_id_used(room: Room, user: User, client_msg_id: str | None) -> bool:
-    return client_msg_id is not None and selectors.client_msg_id_used(room, user, client_msg_id)
+def _before_sending(room: Room, user: User, client_msg_id: str | None) -> tuple[bool, str]:
+    """Whether `client_msg_id` was used already, and the room's reply mode now: one trip to
+    the database thread for both (issue 15: each trip delays the model's request)."""
+    used = client_msg_id is not None and selectors.client_msg_id_used(room, user, client_msg_id)
+    mode = Room.objects.filter(pk=room.pk).values_list("reply_mode", flat=True).first()
+    return used, mode or room.reply_mode
 
 
 @database_sync_to_async
@@ -142,11 +146,12 @@ def _store_user_message(room: Room, user: User, frame: SendMessage) -> MessageDa
 async def send_message(ctx: ActionContext, frame: SendMessage) -> None:
     """Store a user's message, tell the room, and make sure Claude answers it."""
     room, user = ctx.room, ctx.user
-    if await _client_msg_id_used(room, user, frame.client_msg_id):
+    used, mode = await _before_sending(room, user, frame.client_msg_id)
+    if used:
         return  # a repeat: stores nothing, starts nothing, sends nothing
     await check_rate(user)
     # Reply mode (SPEC §7); budgets are checked here, only for messages that call for a reply.
-    need = await conversation.reply_need(room, user, frame.text)
+    need = await conversation.reply_need(room, user, frame.text, mode)
     message = await _store_user_message(room, user, frame)
     if message is None:
         return
