@@ -248,6 +248,10 @@ CHAT_MAX_TEXT = env_int("CHAT_MAX_TEXT", 8000, minimum=1)
 CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=1)
 # A reply's room lock lives this long unless renewed; a dead process frees its room by then.
 ROOM_LOCK_TTL = env_number("ROOM_LOCK_TTL", 15, minimum=1)
+# A tab's presence entry lives this long unless its process renews it (every PRESENCE_REFRESH
+# seconds): a process that died without a word leaves the rooms' lists within about that long.
+PRESENCE_TTL = env_number("PRESENCE_TTL", 30.0, minimum=1.0)
+PRESENCE_REFRESH = env_number("PRESENCE_REFRESH", 10.0, minimum=0.2)
 # A socket whose client lets this many bytes pile up unread is dropped (docs/operations.md);
 # above the largest snapshot (50 messages of CHAT_MAX_TEXT characters), so a fresh one fits.
 WS_MAX_BACKLOG_BYTES = env_int("WS_MAX_BACKLOG_BYTES", 4 * 1024 * 1024, minimum=65536)

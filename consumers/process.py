@@ -46,7 +46,7 @@ class ProcessConfig:
     redis_url: str = ""  # empty: state in this process's memory (one process only)
     redis_prefix: str = "roomchat"
     redis_options: dict[str, Any] = field(default_factory=dict)
-    presence_every: float = 10.0  # seconds between presence refreshes (entries live 30 s)
+    presence_every: float = 10.0  # seconds between presence refreshes (PRESENCE_REFRESH)
     reap_every: float = 3.0  # seconds between looks for orphaned replies and unanswered rooms
     redis_watch_every: float = 2.0  # seconds between checks that Redis answers, same server
     # SIGTERM: Heroku kills the dyno 30 s after it. Replies first: stored and announced,
@@ -63,6 +63,7 @@ class ProcessConfig:
             redis_url=settings.REDIS_URL or "",
             redis_prefix=settings.REDIS_KEY_PREFIX,
             redis_options=dict(settings.REDIS_OPTIONS or {}),
+            presence_every=settings.PRESENCE_REFRESH,
         )
 
 
@@ -151,7 +152,9 @@ class RoomchatProcess:
             await asyncio.wait_for(
                 self.presence.leave_all(self.sockets), self.config.shutdown_presence_timeout
             )
-        except Exception as exc:  # Redis away: the entries expire by themselves (PRESENCE_TTL)
+        except (
+            Exception
+        ) as exc:  # Redis away: the entries expire by themselves (settings.PRESENCE_TTL)
             log.warning("shutdown: presence not cleared: %s: %s", type(exc).__name__, exc)
         self.stop()
 

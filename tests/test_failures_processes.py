@@ -343,3 +343,23 @@ async def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(
     await alice.wait_for("presence", where=lambda f: p.bob not in f["users"], since=0)
     assert not alice.closed
     print(f"\nslow client dropped after {replies} replies; alice's worst gap {max(gaps):.3f} s")
+
+
+async def test_the_people_of_a_killed_process_leave_the_presence_list(
+    daphne_factory: DaphneFactory, ws_connect: WsConnect, unique: Any
+) -> None:
+    """A process that dies without a word cannot say its tabs left: their entries expire
+    (PRESENCE_TTL) and a live process's refresh drops them and tells the room."""
+    a, b = start_pair(daphne_factory, {"PRESENCE_TTL": "2", "PRESENCE_REFRESH": "0.5"})
+    p = await make_people(unique, title="Gone")
+    await join(ws_connect, a.ws_url, p.slug, p.alice_cookie)
+    bob = await join(ws_connect, b.ws_url, p.slug, p.bob_cookie)
+    await bob.wait_for("presence", where=lambda f: p.alice in f["users"], since=0)
+    mark = bob.mark()
+    killed = time.monotonic()
+    a.kill()
+    frame = await bob.wait_for(
+        "presence", where=lambda f: p.alice not in f["users"], since=mark, timeout=10
+    )
+    assert frame["users"] == [p.bob]
+    assert time.monotonic() - killed < 10  # PRESENCE_TTL + PRESENCE_REFRESH + the debounce

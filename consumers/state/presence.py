@@ -8,10 +8,15 @@ import time
 from typing import Protocol, cast
 
 import redis.asyncio as aioredis
+from django.conf import settings
 
 from .store import RedisStore
 
-PRESENCE_TTL = 30.0  # a connection not refreshed for this long is gone (its process died)
+
+def presence_ttl() -> float:
+    """Seconds a connection not refreshed stays present (its process died): PRESENCE_TTL."""
+    return float(settings.PRESENCE_TTL)
+
 
 # (room_id, conn_id, username) of one connection.
 PresenceEntry = tuple[int, str, str]
@@ -67,7 +72,7 @@ class RedisPresence:
         now = time.time()
         key = self._key(room_id)
         async with self.store.for_room(room_id).pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {_member(conn_id, username): now + PRESENCE_TTL})
+            pipe.zadd(key, {_member(conn_id, username): now + presence_ttl()})
             pipe.zrangebyscore(key, now, "+inf")
             results, _ = await asyncio.gather(
                 pipe.execute(), self.store.for_global().sadd(self._rooms_key(), room_id)
@@ -85,7 +90,7 @@ class RedisPresence:
     async def refresh(self, entries: list[PresenceEntry]) -> None:
         if not entries:
             return
-        expires = time.time() + PRESENCE_TTL
+        expires = time.time() + presence_ttl()
         by_client: dict[int, tuple[aioredis.Redis, list[PresenceEntry]]] = {}
         for entry in entries:
             client = self.store.for_room(entry[0])
@@ -140,7 +145,7 @@ class MemoryPresence:
         return await self.users(room_id), new
 
     def _add(self, room_id: int, conn_id: str, username: str) -> None:
-        expires = time.monotonic() + PRESENCE_TTL
+        expires = time.monotonic() + presence_ttl()
         self.entries.setdefault(room_id, {})[conn_id] = (username, expires)
 
     async def leave(self, room_id: int, conn_id: str) -> None:
