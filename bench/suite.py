@@ -48,7 +48,7 @@ class Plan:
     victim_tokens: int = 1000
     idle_sockets: int = 10000
     idle_rooms: int = 500
-    idle_deadline: float = 75.0
+    idle_deadline: float = 120.0  # to connect them; how fast a process admits is the storm's row
     idle_seconds: float = 10.0
     overhead_samples: int = 30
     users: int = 2000
