@@ -112,22 +112,27 @@ def ended(credentials: list[Credential]) -> set[str]:
     rows = _session_rows(keys) if keys else {}
     items = _session_items(keys) if rows is None else {}
     user_ids = {user_id for _, _, user_id in credentials}
-    users = {
-        user.pk: user
-        for user in get_user_model().objects.filter(pk__any_of=user_ids, is_active=True)
-    }
+    # Active users' password hashes (what the session auth hash is made from), not whole rows.
+    passwords: dict[int, str] = dict(
+        get_user_model()
+        .objects.filter(pk__any_of=user_ids, is_active=True)
+        .values_list("pk", "password")
+    )
     secrets = (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)
-    gone = set()
-    for conn_id, key, user_id in credentials:
-        user = users.get(user_id)
-        if key is None or user is None:
-            gone.add(conn_id)
+    # One verdict per (session, user): a person's tabs share their session.
+    verdicts: dict[tuple[str | None, int], bool] = {}
+    for key, user_id in {(key, user_id) for _, key, user_id in credentials}:
+        password = passwords.get(user_id)
+        if key is None or password is None:
+            stands = False
         elif rows is not None:
             encoded = rows.get(key)
-            if encoded is None or not _stands(encoded, user_id, user.password, secrets):
-                gone.add(conn_id)
-        elif key not in items or not _names_user(items[key], user_id, user):
-            gone.add(conn_id)
+            stands = encoded is not None and _stands(encoded, user_id, password, secrets)
+        else:
+            user = get_user_model()(pk=user_id, password=password)
+            stands = key in items and _names_user(items[key], user_id, user)
+        verdicts[key, user_id] = stands
+    gone = {conn_id for conn_id, key, user_id in credentials if not verdicts[key, user_id]}
     return gone
 
 
