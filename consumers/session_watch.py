@@ -30,9 +30,8 @@ from .sockets import SocketRegistry
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY = 5.0  # seconds; with the check's own time (~0.1 s for 10,000 sockets), inside 10 s
-    5.0  # seconds; with the check's own time (about 0.1 s at 10,000 sockets), inside SPEC §6's 10 s
-)
+# Seconds between sweeps; with the sweep's own time (~0.1 s for 10,000 sockets), inside 10 s.
+CHECK_EVERY = 5.0
 VERDICTS_KEPT = 50_000  # (session, user, password) answers kept by `_stands`
 
 # (conn_id, session key, user id) of one socket.
