@@ -21,15 +21,24 @@ from .state import SharedState
 log = logging.getLogger(__name__)
 
 ANNOUNCE_DELAY = 0.2  # seconds a room's announcement waits for further joins and leaves
+# Seconds between two announcements of a room by this process at least: in a reconnect storm
+# each room's tabs arrive one by one, and an announcement per arrival, written to every tab
+# of the room, was a tenth of the storm's CPU (docs/benchmarks.md). A joining tab gets the
+# list itself at once; the others see newcomers within this long.
+ANNOUNCE_EVERY = 1.0
 
 
 class RoomPresence:
     """Presence as this process's sockets see it: join, leave, refresh, announce."""
 
-    def __init__(self, state: SharedState, delay: float = ANNOUNCE_DELAY) -> None:
+    def __init__(
+        self, state: SharedState, delay: float = ANNOUNCE_DELAY, every: float = ANNOUNCE_EVERY
+    ) -> None:
         self.state = state
         self.delay = delay  # seconds between a change and its announcement
+        self.every = every  # seconds between two announcements of a room, at least
         self.pending: dict[int, asyncio.Task[None]] = {}  # rooms with an announcement due
+        self.announced_at: dict[int, float] = {}  # loop time of each room's last announcement
 
     async def users(self, room_id: int) -> list[str]:
         """Sorted usernames connected to the room on any process ([] when unreadable)."""
@@ -94,11 +103,13 @@ class RoomPresence:
         due = self.pending.get(room_id)
         # A task of another (closed) loop never runs: only a live one makes this a no-op.
         if due is None or due.done() or due.get_loop() is not loop:
-            self.pending[room_id] = loop.create_task(self._announce_later(room_id))
+            last = self.announced_at.get(room_id, -self.every)
+            wait = max(self.delay, last + self.every - loop.time())
+            self.pending[room_id] = loop.create_task(self._announce_later(room_id, wait))
 
-    async def _announce_later(self, room_id: int) -> None:
+    async def _announce_later(self, room_id: int, wait: float) -> None:
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(wait)
         finally:
             if self.pending.get(room_id) is asyncio.current_task():
                 del self.pending[room_id]
@@ -106,6 +117,10 @@ class RoomPresence:
 
     async def announce(self, room_id: int) -> None:
         """Tell the room who is there now."""
+        now = asyncio.get_running_loop().time()
+        if len(self.announced_at) > 10_000:  # only recent announcements matter
+            self.announced_at = {r: t for r, t in self.announced_at.items() if now - t < self.every}
+        self.announced_at[room_id] = now
         await broadcast(room_id, protocol.presence(await self.users(room_id)))
 
     def cancel_pending(self) -> None:
