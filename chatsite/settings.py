@@ -250,6 +250,9 @@ CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=1)
 ROOM_LOCK_TTL = env_number("ROOM_LOCK_TTL", 15, minimum=1)
 # A tab's presence entry lives this long unless its process renews it (every PRESENCE_REFRESH
 # seconds): a process that died without a word leaves the rooms' lists within about that long.
+# Connections the kernel queues for daphne before it accepts them (consumers/startup.py):
+# Twisted's 50 drops a reconnect storm's SYNs, each then retried seconds later.
+LISTEN_BACKLOG = env_int("LISTEN_BACKLOG", 4096, minimum=1)
 PRESENCE_TTL = env_number("PRESENCE_TTL", 30.0, minimum=1.0)
 PRESENCE_REFRESH = env_number("PRESENCE_REFRESH", 10.0, minimum=0.2)
 # A socket whose client lets this many bytes pile up unread is dropped (docs/operations.md);

@@ -61,6 +61,8 @@ def install_daphne_hooks(process: RoomchatProcess) -> None:
         return
 
     def start() -> None:
+        widened = widen_listen_backlogs(reactor, settings.LISTEN_BACKLOG)
+        log.info("listen backlog %s on %s sockets", settings.LISTEN_BACKLOG, widened)
         asyncio.get_event_loop().call_soon(process.start)
 
     def before_shutdown() -> Any:
@@ -69,3 +71,20 @@ def install_daphne_hooks(process: RoomchatProcess) -> None:
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+
+
+def widen_listen_backlogs(reactor: Any, backlog: int) -> int:
+    """Give daphne's listening sockets an accept queue of `backlog`; how many there were.
+
+    `daphne -b -p` (the Procfile's form, SPEC) listens with Twisted's default backlog of 50.
+    When a dyno restarts, its clients all reconnect at once: the kernel drops every SYN past
+    the 50th, and each dropped one costs its client a retry 1 s, then 3 s, 7 s later (the
+    reconnect storm in docs/benchmarks.md). Calling listen() again on a listening socket
+    changes only its backlog (Linux caps it at net.core.somaxconn).
+    """
+    from twisted.internet.tcp import Port
+
+    ports = [r for r in reactor.getReaders() if isinstance(r, Port)]
+    for port in ports:
+        port.socket.listen(backlog)
+    return len(ports)

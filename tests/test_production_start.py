@@ -112,6 +112,18 @@ def prod_env(
     )
 
 
+def somaxconn() -> int:
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def listen_backlog(port: int) -> int:
+    """The accept-queue size of the socket listening on `port` (`ss`: Send-Q of a listener)."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return int(out.split()[2])
+
+
 def start_web(env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The Procfile's web process on a free port, once GET /healthz answers 200."""
     port = free_port()
@@ -160,6 +172,10 @@ async def test_production_start_serves_pages_static_files_and_streams(
     log_path = tmp_path / "web.log"
     proc, base = start_web(prod_env, log_path)
     try:
+        # The listening socket takes a reconnect storm: its accept queue is LISTEN_BACKLOG
+        # (capped by the kernel), not Twisted's 50.
+        assert listen_backlog(int(base.rsplit(":", 1)[1])) == min(4096, somaxconn())
+
         # /healthz: 200 with its checks, exactly at that path.
         status, body = http_status(f"{base}/healthz")
         health = json.loads(body)
