@@ -77,6 +77,16 @@ def ratio_row(p: dict[str, Any], n: dict[str, Any]) -> str:
     )
 
 
+def redis_per_socket(r: dict[str, Any]) -> str:
+    """All Redis commands per admitted socket while they connected, and the top three."""
+    spent = r.get("redis_commands_per_socket") or {}
+    if not spent:
+        return "–"
+    top = ", ".join(f"{name} {calls:g}" for name, calls in list(spent.items())[:3])
+    total = r.get("redis_commands_total_per_socket")
+    return f"{total:g} ({top})" if total is not None else top
+
+
 def markdown(payload: dict[str, Any]) -> str:
     res = payload["results"]
     prod, naive = res.get("product", {}), res.get("naive", {})
@@ -106,8 +116,8 @@ def markdown(payload: dict[str, Any]) -> str:
             "",
             "| recipe | held / asked | connect time s | connections/s | RSS before MiB | "
             "RSS held MiB | RSS per socket KiB | idle CPU % of a core | closed while held | "
-            "errors |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "Redis commands per socket | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, r in (("product", prod.get("idle")), ("naive", naive.get("idle"))):
             if r:
@@ -116,7 +126,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     f"{f(r['connections_per_s'])} | {f(r.get('rss_before_mib'))} | "
                     f"{f(r.get('rss_held_mib'))} | {f(r.get('rss_per_socket_kib'))} | "
                     f"{f(r.get('idle_cpu_pct'))} | {r['closed_while_held']} | "
-                    f"{json.dumps(r['errors'])[:120]} |"
+                    f"{redis_per_socket(r)} | {json.dumps(r['errors'])[:120]} |"
                 )
         out.append("")
     if "storm" in prod or "storm" in naive:
@@ -126,8 +136,8 @@ def markdown(payload: dict[str, Any]) -> str:
             "",
             "| recipe | held / asked | all snapshots s | to snapshot p50 s | p95 s | p99 s | "
             "connections/s | stream p50 ms | stream p99 ms | stream max ms | stream lost % | "
-            "server CPU % | errors |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "server CPU % | Redis commands per socket | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, r in (("product", prod.get("storm")), ("naive", naive.get("storm"))):
             if r and r.get("storm"):
@@ -138,7 +148,7 @@ def markdown(payload: dict[str, Any]) -> str:
                     f"{f(t['p50'], 2)} | {f(t['p95'], 2)} | {f(t['p99'], 2)} | "
                     f"{f(s['connections_per_s'])} | {f(lat['p50'])} | {f(lat['p99'])} | "
                     f"{f(lat['max'])} | {f(r['lost_pct'], 2)} | {f(r['server_cpu_pct'])} | "
-                    f"{json.dumps(s['errors'])[:120]} |"
+                    f"{redis_per_socket(s)} | {json.dumps(s['errors'])[:120]} |"
                 )
         out.append("")
     if "overhead" in prod or "overhead" in naive:

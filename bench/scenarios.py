@@ -257,6 +257,9 @@ def hold(
         result["redis_commands_per_socket"] = {
             name: round(calls / ok, 2) for name, calls in spent.most_common(8) if ok and calls > 0
         }
+        result["redis_commands_total_per_socket"] = (
+            round(sum(c for c in spent.values() if c > 0) / ok, 1) if ok else None
+        )
         if idle_s:
             time.sleep(min(5.0, idle_s))  # presence announcements and join work drain
             usage = [ProcessUsage(server.name, pid)]
