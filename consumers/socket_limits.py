@@ -112,10 +112,13 @@ class SocketQuota:
         if store is None or not self.held:
             return
         ttl_ms = int(settings.SOCKET_QUOTA_TTL * 1000)
-        for user_id, conn_ids in list(self.held.items()):
-            if conn_ids:
-                keys = [_key(store, user_id)]
-                await store.run(store.for_global(), _RENEW, keys, ttl_ms, *sorted(conn_ids))
+        # Every user's renewal in one round trip (the pipeline loads the script if needed).
+        async with store.for_global().pipeline(transaction=False) as pipe:
+            for user_id, conn_ids in list(self.held.items()):
+                if conn_ids:
+                    keys = [_key(store, user_id)]
+                    await store.run(pipe, _RENEW, keys, ttl_ms, *sorted(conn_ids))
+            await pipe.execute()
 
     def _forget_other_loop(self) -> None:
         """A process serves its sockets from one event loop; a new loop (in-process tests run
