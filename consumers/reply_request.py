@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
 
 from chatsite.conversation.turns import set_in_reply_to
 from chatsite.llm.base import ChatRequest, Provider
@@ -37,10 +36,11 @@ def prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] |
     if room is None:
         return None
     model = provider.model_for(room.model)
-    # One commit: the reply appears with what it answers already set.
-    with transaction.atomic():
-        message = services.start_reply(room_id, provider.name, model)
-        set_in_reply_to(message.pk, room_id)  # the user messages it answers (SPEC §7)
+    # Autocommitted statements, not one transaction: hand-overs and the reaper run this in the
+    # background, and a transaction holding locks across statements deadlocked with a whole-
+    # table lock (a test database's flush) that came in between.
+    message = services.start_reply(room_id, provider.name, model)
+    set_in_reply_to(message.pk, room_id)  # the user messages it answers (SPEC §7)
     return message.pk, build_request(room, message.pk, model, selectors.token_density(room))
 
 

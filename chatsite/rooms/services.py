@@ -52,9 +52,9 @@ def store_user_message(
                 status=Message.Status.COMPLETE,
                 client_msg_id=client_msg_id,
             )
-            Room.objects.filter(pk=room.pk).update(updated_at=timezone.now())
     except IntegrityError:  # that client_msg_id is taken: a repeat
         return None
+    Room.objects.filter(pk=room.pk).update(updated_at=timezone.now())
     # A new message has no reactions: serializing it needs no query for them.
     prefetch_related_objects([message], Prefetch("reactions", queryset=Reaction.objects.none()))
     return message
