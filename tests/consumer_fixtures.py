@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
@@ -44,6 +45,20 @@ INFERENCE_MODEL_ID = "claude-5-5-sonnet"  # Heroku's name for claude-sonnet-5-5 
 INFERENCE_KEY = "inference-test-key"
 
 
+async def stop_process(process: RoomchatProcess) -> None:
+    """Like SIGTERM (running replies end as interrupted), then wait for the database work the
+    process already handed to the database thread.
+
+    Stopping cancels the loops' tasks, not a query one of them is running in that thread (the
+    reaper's, say). pytest-django's flush comes next and TRUNCATEs every table: on PostgreSQL a
+    reaper query still running deadlocked with it. A no-op sent to the same thread returns once
+    that query is done.
+    """
+    await process.runner.shutdown(timeout=5)
+    process.stop()
+    await database_sync_to_async(lambda: None)()
+
+
 @contextlib.asynccontextmanager
 async def fresh_process_state() -> AsyncIterator[RoomchatProcess]:
     """A fresh server process inside, from the settings as they are now, started on this
@@ -54,9 +69,7 @@ async def fresh_process_state() -> AsyncIterator[RoomchatProcess]:
     current.install(process)
     process.start()
     yield process
-    # Like SIGTERM: replies still running end as interrupted before the loop goes away.
-    await process.runner.shutdown(timeout=5)
-    process.stop()
+    await stop_process(process)
     current.install(None)
     get_provider.cache_clear()
 

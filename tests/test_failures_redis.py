@@ -26,6 +26,7 @@ from consumers.broadcast import room_group
 from consumers.layer_probe import rejoin_interval
 from consumers.process import ProcessConfig, RoomchatProcess
 from tests.conftest import DaphneFactory, WsConnect
+from tests.consumer_fixtures import stop_process
 from tests.fakes import Reply
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.support import unique_name
@@ -206,8 +207,7 @@ async def core_layer_process(
     current.install(process)
     process.start()
     yield private_redis
-    await process.runner.shutdown(timeout=5)
-    process.stop()
+    await stop_process(process)
     current.install(None)
     channel_layers.backends = {}
 
