@@ -37,8 +37,8 @@ def prepare_reply(room_id: int, provider: Provider) -> tuple[int, ChatRequest] |
         return None
     model = provider.model_for(room.model)
     # Autocommitted statements, not one transaction: hand-overs and the reaper run this in the
-    # background, and a transaction holding locks across statements deadlocked with a whole-
-    # table lock (a test database's flush) that came in between.
+    # background, where a transaction would hold its locks across the statements to save one
+    # commit.
     message = services.start_reply(room_id, provider.name, model)
     set_in_reply_to(message.pk, room_id)  # the user messages it answers (SPEC §7)
     return message.pk, build_request(room, message.pk, model, selectors.token_density(room))
