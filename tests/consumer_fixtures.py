@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
@@ -56,7 +56,7 @@ async def stop_process(process: RoomchatProcess) -> None:
     """
     await process.runner.shutdown(timeout=5)
     process.stop()
-    await database_sync_to_async(lambda: None)()
+    await sync_to_async(lambda: None)()  # the database thread; no DB access of its own
 
 
 @contextlib.asynccontextmanager
