@@ -99,7 +99,7 @@ async def test_a_frame_arriving_while_the_read_runs_makes_that_read_single_use()
     layer, fanout, room, cache = await opened()
     room.read_delay = 0.05
     reading = asyncio.create_task(cache.get(1))
-    await asyncio.sleep(0.01)
+    await settle(lambda: room.reads == 1)  # the read has begun
     room.version = 1  # committed after the read began: the read may not show it
     await send(layer, "generation.delta")
     await settle(lambda: fanout.frames == 1)
