@@ -68,6 +68,11 @@ CONNECT_WORK = [
 ]
 
 
+def first_match(rules: list[tuple[str, re.Pattern[str]]], frames: list[str], other: str) -> str:
+    """The name of the first rule any frame of the stack matches, else `other`."""
+    return next((name for name, rx in rules if any(rx.search(f) for f in frames)), other)
+
+
 def summarise_connect(path: Path) -> None:
     """Where the CPU of a connecting process went, by `CONNECT_WORK` (all threads)."""
     stacks = load(path)
@@ -75,11 +80,7 @@ def summarise_connect(path: Path) -> None:
     work: Counter[str] = Counter()
     for stack, count in stacks.items():
         frames = stack.split(";")
-        name = next(
-            (name for name, rx in CONNECT_WORK if any(rx.search(f) for f in frames)),
-            "other: event loop, reactor, asyncio",
-        )
-        work[name] += count
+        work[first_match(CONNECT_WORK, frames, "other: event loop, reactor, asyncio")] += count
     print(f"== {path}: {total} samples (CPU: the thread holding the GIL)")
     for name, count in work.most_common():
         print(f"{pct(count, total)}  {name}")
@@ -117,10 +118,7 @@ def summarise(path: Path, top: int) -> None:
         if not any(LOOP.search(f) for f in frames):
             continue
         loop_total += count
-        activity = next(
-            (name for name, rx in ACTIVITIES if any(rx.search(f) for f in frames)),
-            "other (asyncio loop, timers, background tasks)",
-        )
+        activity = first_match(ACTIVITIES, frames, "other (asyncio loop, timers, background tasks)")
         activities[activity] += count
         if activity.startswith("per-socket"):
             library = next(
